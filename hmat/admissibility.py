@@ -18,7 +18,8 @@ class Admissibility(Protocol):
 
 @dataclass(frozen=True)
 class StrongAdmissibility:
-    """The thesis' rule ``max(diam(s), diam(t)) <= eta * dist(s, t)``; smaller eta, smaller blocks."""
+    """The thesis' rule ``max(diam(s), diam(t)) <= eta * dist(s, t)``; smaller eta: smaller
+    admissible blocks, more of them."""
 
     eta: float = 1.0
 

@@ -74,7 +74,8 @@ def _make_tree(kind, n, leaf_size, coords, features, name) -> ClusterTree:
         coords = np.asarray(coords, dtype=np.float64)
         coords = coords[:, None] if coords.ndim == 1 else coords
         if coords.shape[0] != n:
-            raise ValueError(f"{name}_coords has {coords.shape[0]} points, the matrix has {n} {name}s")
+            raise ValueError(
+                f"{name}_coords has {coords.shape[0]} points, the matrix has {n} {name}s")
         return cluster_geometric(coords, leaf_size)
     if kind == "data":
         if features is None:

@@ -152,7 +152,7 @@ def cluster_geometric(coords, leaf_size: int = 32) -> ClusterTree:
 
 
 def _principal_direction(centred: np.ndarray, iters: int = 30) -> np.ndarray:
-    """Leading right singular vector by power iteration (deterministic start, cheap for big sets)."""
+    """Leading right singular vector by power iteration (deterministic start, cheap)."""
     v = np.ones(centred.shape[1]) + np.arange(centred.shape[1]) / centred.shape[1]
     for _ in range(iters):
         w = centred.T @ (centred @ v)

@@ -1,4 +1,4 @@
-"""Low-rank compressors with one signature, ``compressor(block, accuracy) -> (U, V)``, block ~ U @ V.T.
+"""Low-rank compressors with one signature: ``compressor(block, accuracy) -> (U, V)``, block ~ UV^T.
 
 One :class:`Accuracy` decides the rank for every compressor (H2Lib's ``findrank`` in a few lines):
 a fixed rank, or a relative / absolute tolerance in the Frobenius or spectral norm, optionally
@@ -9,8 +9,9 @@ capped by ``max_rank``. ``block`` is a NumPy array or anything with ``shape``, `
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 import scipy.linalg
@@ -176,7 +177,7 @@ def aca(block, accuracy: Accuracy):
 
     Reads one row and one column of the block per step; never forms the block. Stops when
     ``||u_k|| ||v_k|| <= tol * ||S_k||_F`` (the usual Frobenius estimate), at the fixed rank, or
-    when every row has been tried (rank-deficient blocks: zero pivots are skipped, never divided by).
+    when every row has been tried (rank-deficient blocks: zero pivots are skipped, never used).
     """
     m, n = block.shape
     dtype = block.dtype

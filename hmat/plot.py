@@ -4,8 +4,6 @@ permuted)."""
 
 from __future__ import annotations
 
-import numpy as np
-
 __all__ = ["plot_blocks"]
 
 LOWRANK_COLOR = "#3a9a3a"
