@@ -1,0 +1,322 @@
+"""Sessions for tests, the book and lint.
+
+    nox -s tests                       # pytest (extra arguments after --)
+    nox -s book                        # execute every notebook (quick profile), build the HTML book
+    nox -s book -- --profile full      # paper scale
+    nox -s book -- --only primer ledger   # re-execute only these notebooks, then build
+    nox -s lint                        # ruff + CITATION.cff validation
+
+tests, book (and bench) share ONE virtual environment, ``.nox/hmat-env``, with ``hmat[all]``
+installed editable: torch alone is gigabytes, so it is installed once, not once per session. The
+environment is refreshed only when pyproject.toml (or the Python version) changes. Set
+``HMAT_PYTHON`` to choose the interpreter that creates it (default: the one running nox).
+
+This file imports nothing outside the standard library and nox: YAML is read by the shared
+environment's Python, so ``python -m pip install nox`` is all a fresh machine needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_venv = "yes"
+
+ROOT = Path(__file__).resolve().parent
+ENV_DIR = ROOT / ".nox" / "hmat-env"
+STAMP = ENV_DIR / "hmat-env.stamp"
+KERNEL = "hmat"
+BOOK = ROOT / "book"
+EXECUTED = BOOK / "_executed"  # copy of the book sources with executed notebooks (ignored)
+RESULTS = EXECUTED / "_results"  # verdicts and provenance of this build (HMAT_RESULTS_DIR)
+BUILD = BOOK / "_build"
+FIGURES = BUILD / "figures"  # every figure as PNG + PDF (HMAT_FIGURES_DIR)
+LOGS = BUILD / "logs"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+# --------------------------------------------------------------------------- shared environment
+def _bin(name: str) -> str:
+    return str(ENV_DIR / ("Scripts" if os.name == "nt" else "bin") / name)
+
+
+def _env_stamp() -> str:
+    h = hashlib.sha256((ROOT / "pyproject.toml").read_bytes())
+    h.update(os.environ.get("HMAT_PYTHON", sys.executable).encode())
+    return h.hexdigest()
+
+
+def _shared_env(session: nox.Session) -> Path:
+    """Create or refresh ``.nox/hmat-env`` (hmat[all] editable + the ``hmat`` Jupyter kernel).
+
+    Returns the environment's bin folder. Reinstalls only when pyproject.toml changed. Used by
+    every session that needs the package (tests, book, bench).
+    """
+    python = os.environ.get("HMAT_PYTHON", sys.executable)
+    stamp = _env_stamp()
+    if STAMP.exists() and STAMP.read_text().strip() == stamp and Path(_bin("python")).exists():
+        session.log(f"shared environment up to date: {ENV_DIR}")
+        return Path(_bin("python")).parent
+    t0 = time.perf_counter()
+    if not Path(_bin("python")).exists():
+        session.log(f"creating the shared environment {ENV_DIR} with {python}")
+        session.run(python, "-m", "venv", str(ENV_DIR), external=True)
+    # CI: no progress bars, no version nagging.
+    quiet = ["--progress-bar", "off", "--disable-pip-version-check"]
+    session.run(_bin("python"), "-m", "pip", "install", *quiet, "-e", f"{ROOT}[all]",
+                external=True)
+    session.run(_bin("python"), "-m", "ipykernel", "install", "--sys-prefix", "--name", KERNEL,
+                "--display-name", "Python (hmat)", external=True)
+    STAMP.write_text(stamp + "\n")
+    session.log(f"shared environment ready in {time.perf_counter() - t0:.0f} s: {ENV_DIR}")
+    return Path(_bin("python")).parent
+
+
+def _read_yaml(path: Path) -> object:
+    """Parse a YAML file with the shared environment's PyYAML (nox itself has none)."""
+    code = "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))"
+    out = subprocess.run([_bin("python"), "-c", code, str(path)], check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+# --------------------------------------------------------------------------- tests
+@nox.session(venv_backend="none")
+def tests(session: nox.Session) -> None:
+    """Run pytest in the shared environment; arguments after ``--`` go to pytest."""
+    _shared_env(session)
+    session.run(_bin("python"), "-m", "pytest", *session.posargs, external=True)
+
+
+# --------------------------------------------------------------------------- book
+def _toc_files(toc: dict) -> list[str]:
+    """Every file of the table of contents, in reading order (root first)."""
+    files = [toc["root"]]
+
+    def walk(entries: list) -> None:
+        for e in entries or []:
+            if "file" in e:
+                files.append(e["file"])
+            for key in ("sections", "chapters"):
+                walk(e.get(key))
+            for part in e.get("parts", []) or []:
+                walk(part.get("chapters"))
+
+    walk(toc.get("chapters"))
+    for part in toc.get("parts", []) or []:
+        walk(part.get("chapters"))
+    return [re.sub(r"\.(ipynb|md)$", "", f) for f in files]
+
+
+def _notebooks_in_toc() -> list[Path]:
+    toc = _read_yaml(BOOK / "_toc.yml")
+    return [BOOK / f"{f}.ipynb" for f in _toc_files(toc) if (BOOK / f"{f}.ipynb").exists()]
+
+
+def _copy_sources() -> None:
+    """Mirror the book's non-notebook sources into book/_executed (notebooks handled apart)."""
+    ignore = shutil.ignore_patterns("_build", "_executed", "*.ipynb", ".ipynb_checkpoints",
+                                    "__pycache__")
+    shutil.copytree(BOOK, EXECUTED, ignore=ignore, dirs_exist_ok=True)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _failure_text(nb_out: Path, log: Path) -> str:
+    """The failing cell and its error, read from papermill's output notebook (or the log)."""
+    try:
+        nb = json.loads(nb_out.read_text(encoding="utf-8"))
+        for i, cell in enumerate(nb.get("cells", [])):
+            for out in cell.get("outputs", []):
+                if out.get("output_type") == "error":
+                    src = "".join(cell.get("source", "")).strip().splitlines()
+                    tb = _ANSI.sub("", "\n".join(out.get("traceback", []))).splitlines()
+                    shown = "\n    ".join(src[:8] + (["..."] if len(src) > 8 else []))
+                    return (f"cell {i} (execution count {cell.get('execution_count')}):\n"
+                            f"    {shown}\n"
+                            f"{out.get('ename')}: {out.get('evalue')}\n"
+                            "--- end of the cell's traceback ---\n" + "\n".join(tb[-25:]))
+    except (OSError, ValueError):
+        pass
+    lines = log.read_text(encoding="utf-8", errors="replace").splitlines() if log.exists() else []
+    return "no cell error recorded (kernel died or papermill failed); end of its log:\n" + \
+        "\n".join(lines[-30:])
+
+
+def _tee(stream, sink, log) -> None:
+    for chunk in iter(lambda: stream.read1(4096), b""):
+        log.write(chunk)
+        if sink is not None:
+            sink.write(chunk.decode(errors="replace"))
+            sink.flush()
+
+
+def _papermill(nb: Path, out: Path, params: dict, env: dict, log: Path) -> int:
+    """Execute one notebook with papermill in the ``hmat`` kernel; output is teed to ``log``."""
+    params_file = log.with_suffix(".params.json")
+    params_file.write_text(json.dumps(params, indent=1))
+    cmd = [_bin("papermill"), str(nb), str(out), "-k", KERNEL, "-f", str(params_file),
+           "--cwd", str(out.parent)]
+    if IN_CI:
+        cmd.append("--no-progress-bar")
+    with open(log, "wb") as logf:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        reader = threading.Thread(target=_tee, args=(proc.stdout, sys.stderr, logf))
+        reader.start()
+        rc = proc.wait()
+        reader.join()
+    return rc
+
+
+def _book_args(session: nox.Session) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="nox -s book --", description="Execute and build the book.")
+    p.add_argument("--profile", default="quick",
+                   help="parameter profile: a file book/profiles/<profile>.yml (quick, full)")
+    p.add_argument("--only", nargs="+", metavar="NAME", default=None,
+                   help="execute only these notebooks (stems, e.g. primer part1_intro); the "
+                        "others keep their earlier executed copies (or appear unexecuted)")
+    p.add_argument("--no-html", action="store_true", help="execute notebooks, skip jupyter-book")
+    return p.parse_args(session.posargs)
+
+
+@nox.session(venv_backend="none")
+def book(session: nox.Session) -> None:
+    """Execute every notebook of the table of contents with papermill, then jupyter-book build."""
+    args = _book_args(session)
+    _shared_env(session)
+    profile_file = BOOK / "profiles" / f"{args.profile}.yml"
+    if not profile_file.exists():
+        known = sorted(p.stem for p in (BOOK / "profiles").glob("*.yml"))
+        session.error(f"--profile {args.profile!r}: no {profile_file}; known profiles: {known}")
+    profile = _read_yaml(profile_file) or {}
+    notebooks = _notebooks_in_toc()
+    names = [nb.stem for nb in notebooks]
+    unknown_keys = sorted(set(profile) - set(names))
+    if unknown_keys:
+        session.error(f"{profile_file.name}: no notebook in _toc.yml for {unknown_keys}")
+    if args.only:
+        missing = sorted(set(args.only) - set(names))
+        if missing:
+            session.error(f"--only {missing}: not a notebook of book/_toc.yml; known: {names}")
+
+    run_file = EXECUTED / "_run.json"
+    if args.only is None:
+        # A full run starts clean: no stale executed copies, verdicts or figures.
+        for folder in (EXECUTED, FIGURES, LOGS):
+            shutil.rmtree(folder, ignore_errors=True)
+    elif run_file.exists():
+        previous = json.loads(run_file.read_text())
+        if previous.get("profile") != args.profile:
+            session.warn(f"earlier executed copies used profile {previous.get('profile')!r}; "
+                         f"this run uses {args.profile!r}: the book mixes both")
+    for folder in (EXECUTED, RESULTS, FIGURES, LOGS):
+        folder.mkdir(parents=True, exist_ok=True)
+    _copy_sources()
+    run_file.write_text(json.dumps({"profile": args.profile}))
+
+    env = dict(os.environ)
+    env.update({
+        "HMAT_RESULTS_DIR": str(RESULTS),
+        "HMAT_FIGURES_DIR": str(FIGURES),
+        "HMAT_PROFILE": args.profile,
+        # the env's kernels first, even before a user-level kernel of the same name
+        "JUPYTER_PATH": str(ENV_DIR / "share" / "jupyter"),
+        "JUPYTER_PLATFORM_DIRS": "1",
+        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+        "PATH": str(Path(_bin("python")).parent) + os.pathsep + os.environ.get("PATH", ""),
+    })
+    if "HMAT_DATA_DIR" in env:
+        env["HMAT_DATA_DIR"] = str(Path(env["HMAT_DATA_DIR"]).expanduser().resolve())
+    session.log(f"profile {args.profile}; HMAT_DATA_DIR={env.get('HMAT_DATA_DIR', '(unset)')}")
+
+    timing_file = BUILD / "timings.json"
+    timings = {}
+    if args.only is not None and timing_file.exists():
+        old = json.loads(timing_file.read_text())
+        timings = {n["name"]: {**n, "status": "reused"} for n in old.get("notebooks", [])}
+    selected = [nb for nb in notebooks if args.only is None or nb.stem in args.only]
+    t_all = time.perf_counter()
+    for k, nb in enumerate(notebooks, 1):
+        out = EXECUTED / nb.relative_to(BOOK)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if nb not in selected:
+            if not out.exists():
+                shutil.copy2(nb, out)
+                timings[nb.stem] = {"name": nb.stem, "seconds": None, "status": "not executed"}
+                session.warn(f"{nb.stem}: no earlier executed copy, the book shows it unexecuted")
+            continue
+        params = {"profile": args.profile, **(profile.get(nb.stem) or {})}
+        session.log(f"[{k}/{len(notebooks)}] executing {nb.relative_to(ROOT)} with {params}")
+        log = LOGS / f"{nb.stem}.log"
+        t0 = time.perf_counter()
+        rc = _papermill(nb, out, params, env, log)
+        seconds = time.perf_counter() - t0
+        timings[nb.stem] = {"name": nb.stem, "seconds": round(seconds, 1),
+                            "status": "ok" if rc == 0 else "failed", "profile": args.profile}
+        _write_timings(timing_file, args.profile, notebooks, timings)
+        if rc != 0:
+            session.error(f"notebook {nb.stem} FAILED after {seconds:.0f} s "
+                          f"(executed copy: {out}, log: {log})\n{_failure_text(out, log)}")
+        session.log(f"{nb.stem}: done in {seconds:.1f} s")
+    exec_seconds = time.perf_counter() - t_all
+
+    html_seconds = None
+    if not args.no_html:
+        # Warnings are errors, except when --only left some notebooks unexecuted (their glue
+        # keys are missing by construction).
+        unexecuted = [n for n, t in timings.items() if t.get("status") == "not executed"]
+        strict = ["-W", "--keep-going"] if not unexecuted else []
+        if unexecuted:
+            session.warn(f"unexecuted notebooks {unexecuted}: building without -W")
+        t0 = time.perf_counter()
+        session.run(_bin("jupyter-book"), "build", str(EXECUTED), "--path-output", str(BOOK),
+                    "--builder", "html", "--all", *strict, env=env, external=True)
+        html_seconds = round(time.perf_counter() - t0, 1)
+    _write_timings(timing_file, args.profile, notebooks, timings,
+                   exec_seconds=exec_seconds, html_seconds=html_seconds)
+
+    session.log("wall time per notebook (s):")
+    for nb in notebooks:
+        t = timings.get(nb.stem, {})
+        sec = "-" if t.get("seconds") is None else f"{t['seconds']:8.1f}"
+        session.log(f"  {nb.stem:<32} {sec:>8}  {t.get('status', '')}")
+    session.log(f"notebooks: {exec_seconds:.0f} s, jupyter-book: {html_seconds} s; "
+                f"timings in {timing_file}")
+    if html_seconds is not None:
+        index = BUILD / "html" / "index.html"
+        session.log(f"the book: {index.as_uri()}")
+
+
+def _write_timings(path: Path, profile: str, notebooks: list[Path], timings: dict,
+                   **totals) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"profile": profile, **totals,
+            "notebooks": [timings[nb.stem] for nb in notebooks if nb.stem in timings]}
+    path.write_text(json.dumps(data, indent=1) + "\n")
+
+
+# --------------------------------------------------------------------------- bench
+# The `bench` session (pytest-benchmark in the shared environment) is added by its own issue; it
+# calls `_shared_env(session)` like `tests` and `book` above.
+
+
+# --------------------------------------------------------------------------- lint
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff, and CITATION.cff validated by cffconvert (own small venv: it pins old jsonschema)."""
+    session.install("ruff>=0.5", "cffconvert>=2.0")
+    session.run("ruff", "check", ".")
+    session.run("cffconvert", "--validate", "-i", "CITATION.cff")
