@@ -145,7 +145,8 @@ def _failure_text(nb_out: Path, log: Path) -> str:
                     src = "".join(cell.get("source", "")).strip().splitlines()
                     tb = _ANSI.sub("", "\n".join(out.get("traceback", []))).splitlines()
                     shown = "\n    ".join(src[:8] + (["..."] if len(src) > 8 else []))
-                    return (f"cell {i} (execution count {cell.get('execution_count')}):\n"
+                    count = cell.get("execution_count")
+                    return (f"cell {i} of the executed copy (execution count {count}):\n"
                             f"    {shown}\n"
                             f"{out.get('ename')}: {out.get('evalue')}\n"
                             "--- end of the cell's traceback ---\n" + "\n".join(tb[-25:]))
@@ -153,7 +154,7 @@ def _failure_text(nb_out: Path, log: Path) -> str:
         pass
     lines = log.read_text(encoding="utf-8", errors="replace").splitlines() if log.exists() else []
     return "no cell error recorded (kernel died or papermill failed); end of its log:\n" + \
-        "\n".join(lines[-30:])
+        "\n".join(lines[-12:])
 
 
 def _tee(stream, sink, log) -> None:
@@ -168,17 +169,11 @@ def _papermill(nb: Path, out: Path, params: dict, env: dict, log: Path) -> int:
     """Execute one notebook with papermill in the ``hmat`` kernel; output is teed to ``log``."""
     params_file = log.with_suffix(".params.json")
     params_file.write_text(json.dumps(params, indent=1))
-    cmd = [_bin("papermill"), str(nb), str(out), "-k", KERNEL, "-f", str(params_file),
-           "--cwd", str(out.parent)]
+    cmd = [_bin("papermill"), str(nb), str(out), "-k", KERNEL, "--language", "python",
+           "-f", str(params_file), "--cwd", str(out.parent)]
     if IN_CI:
         cmd.append("--no-progress-bar")
-    with open(log, "wb") as logf:
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        reader = threading.Thread(target=_tee, args=(proc.stdout, sys.stderr, logf))
-        reader.start()
-        rc = proc.wait()
-        reader.join()
-    return rc
+    return _run_logged(cmd, env, log)
 
 
 def _book_args(session: nox.Session) -> argparse.Namespace:
@@ -274,6 +269,7 @@ def book(session: nox.Session) -> None:
     exec_seconds = time.perf_counter() - t_all
 
     html_seconds = None
+    html_failure = None
     if not args.no_html:
         # Warnings are errors, except when --only left some notebooks unexecuted (their glue
         # keys are missing by construction).
@@ -281,12 +277,16 @@ def book(session: nox.Session) -> None:
         strict = ["-W", "--keep-going"] if not unexecuted else []
         if unexecuted:
             session.warn(f"unexecuted notebooks {unexecuted}: building without -W")
+        cmd = [_bin("jupyter-book"), "build", str(EXECUTED), "--path-output", str(BOOK),
+               "--builder", "html", "--all", *strict]
+        session.log(" ".join(cmd))
         t0 = time.perf_counter()
-        session.run(_bin("jupyter-book"), "build", str(EXECUTED), "--path-output", str(BOOK),
-                    "--builder", "html", "--all", *strict, env=env, external=True)
+        rc = _run_logged(cmd, env, LOGS / "jupyter-book.log")
         html_seconds = round(time.perf_counter() - t0, 1)
+        if rc != 0:
+            html_failure = _build_problems(LOGS / "jupyter-book.log")
     _write_timings(timing_file, args.profile, notebooks, timings,
-                   exec_seconds=exec_seconds, html_seconds=html_seconds)
+                   exec_seconds=round(exec_seconds, 1), html_seconds=html_seconds)
 
     session.log("wall time per notebook (s):")
     for nb in notebooks:
@@ -295,9 +295,32 @@ def book(session: nox.Session) -> None:
         session.log(f"  {nb.stem:<32} {sec:>8}  {t.get('status', '')}")
     session.log(f"notebooks: {exec_seconds:.0f} s, jupyter-book: {html_seconds} s; "
                 f"timings in {timing_file}")
+    if html_failure is not None:
+        session.error("jupyter-book build failed (warnings are errors); log: "
+                      f"{LOGS / 'jupyter-book.log'}\n{html_failure}")
     if html_seconds is not None:
         index = BUILD / "html" / "index.html"
         session.log(f"the book: {index.as_uri()}")
+
+
+def _run_logged(cmd: list[str], env: dict, log: Path) -> int:
+    """Run ``cmd``, streaming its output to the terminal and to ``log``; returns the exit code."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as logf:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        reader = threading.Thread(target=_tee, args=(proc.stdout, sys.stderr, logf))
+        reader.start()
+        rc = proc.wait()
+        reader.join()
+    return rc
+
+
+def _build_problems(log: Path) -> str:
+    """The WARNING/ERROR lines of a jupyter-book log (or its end when there are none)."""
+    lines = [_ANSI.sub("", x) for x in
+             log.read_text(encoding="utf-8", errors="replace").splitlines()]
+    problems = [x for x in lines if "WARNING" in x or "ERROR" in x or "Exception" in x]
+    return "\n".join(problems[:40] or lines[-30:])
 
 
 def _write_timings(path: Path, profile: str, notebooks: list[Path], timings: dict,
