@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import nox
+import nox.command
 
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_venv = "yes"
@@ -120,9 +121,14 @@ def _toc_files(toc: dict) -> list[str]:
     return [re.sub(r"\.(ipynb|md)$", "", f) for f in files]
 
 
-def _notebooks_in_toc() -> list[Path]:
-    toc = _read_yaml(BOOK / "_toc.yml")
-    return [BOOK / f"{f}.ipynb" for f in _toc_files(toc) if (BOOK / f"{f}.ipynb").exists()]
+def _notebooks_in_toc(session: nox.Session) -> list[Path]:
+    """The notebooks of book/_toc.yml in reading order; stops if an entry has no source file."""
+    files = _toc_files(_read_yaml(BOOK / "_toc.yml"))
+    missing = [f for f in files
+               if not (BOOK / f"{f}.ipynb").exists() and not (BOOK / f"{f}.md").exists()]
+    if missing:
+        session.error(f"book/_toc.yml lists {missing}, but no such .ipynb or .md exists in book/")
+    return [BOOK / f"{f}.ipynb" for f in files if (BOOK / f"{f}.ipynb").exists()]
 
 
 def _copy_sources() -> None:
@@ -197,7 +203,7 @@ def book(session: nox.Session) -> None:
         known = sorted(p.stem for p in (BOOK / "profiles").glob("*.yml"))
         session.error(f"--profile {args.profile!r}: no {profile_file}; known profiles: {known}")
     profile = _read_yaml(profile_file) or {}
-    notebooks = _notebooks_in_toc()
+    notebooks = _notebooks_in_toc(session)
     names = [nb.stem for nb in notebooks]
     unknown_keys = sorted(set(profile) - set(names))
     if unknown_keys:
@@ -341,5 +347,11 @@ def _write_timings(path: Path, profile: str, notebooks: list[Path], timings: dic
 def lint(session: nox.Session) -> None:
     """ruff, and CITATION.cff validated by cffconvert (own small venv: it pins old jsonschema)."""
     session.install("ruff>=0.5", "cffconvert>=2.0")
-    session.run("ruff", "check", ".")
-    session.run("cffconvert", "--validate", "-i", "CITATION.cff")
+    failed = []
+    for cmd in (["ruff", "check", "."], ["cffconvert", "--validate", "-i", "CITATION.cff"]):
+        try:
+            session.run(*cmd)
+        except nox.command.CommandFailed:
+            failed.append(cmd[0])
+    if failed:
+        session.error(f"lint failed: {', '.join(failed)}")
