@@ -215,8 +215,8 @@ def book(session: nox.Session) -> None:
 
     run_file = EXECUTED / "_run.json"
     if args.only is None:
-        # A full run starts clean: no stale executed copies, verdicts or figures.
-        for folder in (EXECUTED, FIGURES, LOGS):
+        # A full run starts clean: no stale executed copies, verdicts, figures or pages.
+        for folder in (EXECUTED, BUILD):
             shutil.rmtree(folder, ignore_errors=True)
     elif run_file.exists():
         previous = json.loads(run_file.read_text())
