@@ -247,7 +247,8 @@ def book(session: nox.Session) -> None:
     timings = {}
     if args.only is not None and timing_file.exists():
         old = json.loads(timing_file.read_text())
-        timings = {n["name"]: {**n, "status": "reused"} for n in old.get("notebooks", [])}
+        timings = {n["name"]: {**n, "status": "reused" if n["status"] in ("ok", "reused")
+                               else n["status"]} for n in old.get("notebooks", [])}
     selected = [nb for nb in notebooks if args.only is None or nb.stem in args.only]
     t_all = time.perf_counter()
     for k, nb in enumerate(notebooks, 1):
