@@ -34,32 +34,79 @@ class Block(NamedTuple):
     rank: int
 
 
-def _schedule(shape, lr_desc, d_desc):
-    """Row chunks that no block boundary crosses, and the blocks covering each chunk (CSR)."""
+class _Plan(NamedTuple):
+    """How one product is split into row tasks (see :mod:`hmat._kernels`)."""
+
+    task_bounds: np.ndarray  # (n_tasks + 1,) row cuts
+    task_ptr: np.ndarray  # CSR pointers into task_items
+    task_items: np.ndarray  # blocks meeting each task's rows: b >= 0 low-rank, ~b dense
+    shared: np.ndarray  # low-rank blocks that a cut crosses (their Vt x is computed first)
+
+    @property
+    def nbytes(self) -> int:
+        return int(sum(a.nbytes for a in self))
+
+
+def _row_cost(m, lr_desc, d_desc):
+    """Work per row (entries read): dense rows n, U rows k, and each Vt spread over its rows."""
+    diff = np.zeros(m + 1)
+    k = lr_desc[:, 4]
+    w = k + k * lr_desc[:, 3] / lr_desc[:, 1]
+    for r0, stop, wt in ((lr_desc[:, 0], lr_desc[:, 0] + lr_desc[:, 1], w),
+                         (d_desc[:, 0], d_desc[:, 0] + d_desc[:, 1], d_desc[:, 3])):
+        np.add.at(diff, r0, wt)
+        np.add.at(diff, stop, -wt)
+    return np.cumsum(diff[:-1])
+
+
+def _schedule(shape, lr_desc, d_desc, n_tasks: int) -> _Plan:
+    """Cut the rows into at most ``n_tasks`` tasks of about equal work.
+
+    A cut goes where no block crosses it when one lies close to the ideal place (within 15 % of a
+    task's work); otherwise at the nearest block boundary, and the low-rank blocks that it crosses
+    become ``shared``.
+    """
     m = shape[0]
     starts = np.concatenate([lr_desc[:, 0], d_desc[:, 0]])
-    stops = np.concatenate([lr_desc[:, 0] + lr_desc[:, 1], d_desc[:, 0] + d_desc[:, 1]])
-    bounds = np.unique(np.concatenate([[0, m], starts, stops])).astype(np.int64)
+    stops = starts + np.concatenate([lr_desc[:, 1], d_desc[:, 1]])
+    cum = np.concatenate([[0.0], np.cumsum(_row_cost(m, lr_desc, d_desc))])
+    total = cum[-1]
+    # rows where a cut crosses no block: count blocks with start < r < stop
+    inside = np.zeros(m + 1, dtype=np.int64)
+    np.add.at(inside, starts + 1, 1)
+    np.add.at(inside, stops, -1)
+    inside = np.cumsum(inside)
+    bounds = np.unique(np.concatenate([[0, m], starts, stops]))
+    free = bounds[inside[bounds] == 0]
+    cuts = [0]
+    for t in range(1, max(1, min(n_tasks, m))):
+        target = total * t / n_tasks
+        best = free[np.argmin(np.abs(cum[free] - target))]
+        if abs(cum[best] - target) > 0.15 * total / n_tasks:
+            best = bounds[np.argmin(np.abs(cum[bounds] - target))]
+        if cuts[-1] < best < m:
+            cuts.append(int(best))
+    cuts.append(m)
+    task_bounds = np.asarray(cuts, dtype=np.int64)
     items = np.concatenate([np.arange(len(lr_desc)), ~np.arange(len(d_desc))]).astype(np.int64)
-    first = np.searchsorted(bounds, starts)  # chunk index where each block begins
-    last = np.searchsorted(bounds, stops)  # one past its last chunk
+    first = np.searchsorted(task_bounds, starts, side="right") - 1  # task holding the first row
+    last = np.searchsorted(task_bounds, stops, side="left")  # one past the task of the last row
     counts = last - first
-    chunk_of = np.repeat(first, counts) + (
-        np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    )
-    item_rep = np.repeat(items, counts)
-    order = np.argsort(chunk_of, kind="stable")
-    chunk_items = item_rep[order]
-    chunk_ptr = np.zeros(len(bounds), dtype=np.int64)
-    np.add.at(chunk_ptr, chunk_of + 1, 1)
-    return bounds, np.cumsum(chunk_ptr).astype(np.int64), chunk_items.astype(np.int64)
+    task_of = np.repeat(first, counts) + (
+        np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts))
+    order = np.argsort(task_of, kind="stable")  # within a task: storage order, low-rank first
+    task_ptr = np.zeros(len(task_bounds), dtype=np.int64)
+    np.add.at(task_ptr, task_of + 1, 1)
+    shared = np.flatnonzero(counts[: len(lr_desc)] > 1).astype(np.int64)
+    return _Plan(task_bounds, np.cumsum(task_ptr).astype(np.int64),
+                 np.repeat(items, counts)[order].astype(np.int64), shared)
 
 
 @dataclass(eq=False, repr=False)
 class HMatrix:
     """An H-matrix approximation of an ``m x n`` matrix in packed storage.
 
-    Supports ``H @ x`` (vector or matrix, numba kernels, parallel over row chunks), ``H.T @ y``
+    Supports ``H @ x`` (vector or matrix, numba kernels, parallel over row tasks), ``H.T @ y``
     via :meth:`rmatvec`, :meth:`to_dense`, :attr:`nbytes`, :meth:`save`, and
     :meth:`aslinearoperator`. The dtype of the result follows NumPy's promotion rules, so a
     float32 H-matrix times a float32 vector stays float32.
@@ -81,8 +128,11 @@ class HMatrix:
         if self.lr_data.dtype != self.d_data.dtype:
             raise TypeError("lr_data and d_data must share one dtype")
         self._check_partition()
+        # product schedule (hmat._kernels): t offsets, largest rank, row tasks for the threads
         self._t_off = np.concatenate([[0], np.cumsum(self.lr_desc[:, 4])]).astype(np.int64)
-        self._bounds, self._ptr, self._items = _schedule(self.shape, self.lr_desc, self.d_desc)
+        self._kmax = int(self.lr_desc[:, 4].max(initial=0))
+        self._plan = _schedule(self.shape, self.lr_desc, self.d_desc, _kernels.N_TASKS)
+        self._work = int(self.lr_data.size + self.d_data.size)  # entries read per vector
         self._cast_cache: dict = {}
 
     def _check_partition(self):
@@ -120,11 +170,12 @@ class HMatrix:
 
     @property
     def nbytes(self) -> int:
-        """Every byte stored: factors, dense blocks, descriptors, permutations and the schedule."""
-        arrays = [self.lr_desc, self.lr_data, self.d_desc, self.d_data, self._t_off,
-                  self._bounds, self._ptr, self._items]
+        """Every byte stored: factors, dense blocks, descriptors, permutations and the product
+        schedule (task cuts and lists). Not counted: the cast copy that a product with a vector of
+        another dtype caches (``H`` float32 times float64 ``x`` computes in float64)."""
+        arrays = [self.lr_desc, self.lr_data, self.d_desc, self.d_data, self._t_off]
         arrays += [p for p in (self.row_perm, self.col_perm) if p is not None]
-        return int(sum(a.nbytes for a in arrays))
+        return int(sum(a.nbytes for a in arrays)) + self._plan.nbytes
 
     @property
     def dense_nbytes(self) -> int:
@@ -201,27 +252,32 @@ class HMatrix:
         return x, dtype
 
     def matvec(self, x) -> np.ndarray:
-        """``H @ x`` for a vector (n,) or a matrix (n, p)."""
-        x, dtype = self._prepare(x, self.shape[1], "x")
-        lr, d = self._data(dtype)
-        if self.col_perm is not None:
-            x = x[self.col_perm]
-        args = (self.lr_desc, lr, self.d_desc, d, self._t_off, self._bounds, self._ptr,
-                self._items)
+        """``H @ x`` for a vector (n,) or a matrix (n, p); a matrix result is F-ordered (the
+        kernels work on ``x.T`` so that every loop is a dot product over contiguous memory)."""
+        if not (type(x) is np.ndarray and x.dtype == self.dtype and x.ndim in (1, 2)
+                and x.shape[0] == self.shape[1]):  # fast path above: an array of H's dtype
+            x, _ = self._prepare(x, self.shape[1], "x")
+        dtype = self.dtype if x.dtype == self.dtype else np.result_type(self.dtype, x.dtype)
+        if dtype.kind != "f":
+            dtype = np.dtype(np.float64)
+        cp, rp = self.col_perm, self.row_perm
         if x.ndim == 1:
-            xx = np.ascontiguousarray(x, dtype=dtype)
-            y = np.empty(self.shape[0], dtype=dtype)
-            _kernels.matvec(*args, xx, y, dtype.type(0))
+            XT = np.ascontiguousarray(x if cp is None else x[cp], dtype=dtype).reshape(1, -1)
         else:
-            xx = np.ascontiguousarray(x, dtype=dtype)
-            y = np.empty((self.shape[0], x.shape[1]), dtype=dtype)
-            if x.shape[1] > 0:
-                _kernels.matmat(*args, xx, y)
-        if self.row_perm is not None:
-            out = np.empty_like(y)
-            out[self.row_perm] = y
-            y = out
-        return y
+            XT = np.ascontiguousarray(x.T if cp is None else x.T[:, cp], dtype=dtype)
+        p = XT.shape[0]
+        YT = np.empty((p, self.shape[0]), dtype=dtype)
+        if p > 0:
+            lr, d = self._data(dtype)
+            plan = self._plan
+            _kernels.product(self.lr_desc, lr, self.d_desc, d, self._t_off, plan.task_bounds,
+                             plan.task_ptr, plan.task_items, plan.shared, self._kmax, XT, YT,
+                             dtype.type(0), self._work * p >= _kernels.PARALLEL_MIN_WORK)
+        if rp is not None:
+            out = np.empty_like(YT)
+            out[:, rp] = YT
+            YT = out
+        return YT[0] if x.ndim == 1 else YT.T
 
     matmat = matvec
 
