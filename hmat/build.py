@@ -207,6 +207,9 @@ def compress(
 
     # ---- build -----------------------------------------------------------------------------
     tol2 = None if tol is None else tol * tol
+    # methods that form the block anyway: first check with singular values only (several times
+    # cheaper than a full SVD) whether ANY rank <= cap can meet the share; ACA stays matrix-light
+    prescreen = adaptive and method in ("svd", "rrqr", "qr")
 
     def build(node):
         bm, bn = size(node)
@@ -216,10 +219,13 @@ def compress(
                 # any rank cheaper than dense, chosen to meet this block's share of the budget
                 cap = (bm * bn - 1) // (bm + bn)
                 if cap >= 1:
-                    u, vt = lowrank(node, Accuracy(rtol=tol, max_rank=cap))
-                    e2 = exact_err2(node, u, vt)
                     blk = block(node.s, node.t)
                     share2 = tol2 * float(np.sum(blk.astype(np.float64) ** 2))
+                    if prescreen and _optimal_err2(blk, cap) > share2:
+                        cap = 0  # Eckart-Young: no rank <= cap meets the share; subdivide
+                if cap >= 1:
+                    u, vt = lowrank(node, Accuracy(rtol=tol, max_rank=cap))
+                    e2 = exact_err2(node, u, vt)
                     if e2 <= share2:
                         node.kind, node.u, node.vt, node.err2 = "lowrank", u, vt, e2
                         return node
@@ -254,6 +260,12 @@ def compress(
         if adaptive:  # every leaf was checked against its share with its stored factors
             H.info["certified_bound"] = tol
     return H
+
+
+def _optimal_err2(blk: np.ndarray, k: int) -> float:
+    """Squared Frobenius error of the best rank-k approximation (a lower bound for any method)."""
+    s = np.linalg.svd(blk, compute_uv=False).astype(np.float64)
+    return float(np.sum(s[k:] ** 2))
 
 
 def _sum_err2(node) -> float:
