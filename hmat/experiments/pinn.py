@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 __all__ = ["MLP", "Poisson1D", "Kovasznay", "PinnData", "TrainResult", "make_data",
            "derivatives", "residual", "pinn_loss", "train", "rel_l2", "predict", "errors",
@@ -338,7 +338,7 @@ def train(model: nn.Module, problem, data: PinnData, epochs: int, lr: float = 1e
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma)
     losses = []
     t0 = time.perf_counter()
-    bar = tqdm(range(epochs), desc=desc, disable=not progress, mininterval=1.0)
+    bar = tqdm(range(epochs), desc=desc, disable=not progress, mininterval=5.0)
     for step in bar:
         if callback is not None and callback_every and step % callback_every == 0:
             callback(model, step)

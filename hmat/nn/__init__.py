@@ -10,6 +10,7 @@ from .baselines import (
     compress_layer,
     compress_network,
     csr_nbytes,
+    deepcopy_model,
     dense_layer_nbytes,
     densify,
     dynamic_int8,
@@ -24,7 +25,8 @@ from .ntk import empirical_ntk, jacobian, pinn_ntk, relative_change, spectrum
 
 __all__ = [
     "HLinear", "replace_linear", "METHODS", "LowRankLinear", "QuantLinear", "compress_layer",
-    "compress_network", "csr_nbytes", "dense_layer_nbytes", "densify", "dynamic_int8",
+    "compress_network", "csr_nbytes", "deepcopy_model", "dense_layer_nbytes", "densify",
+    "dynamic_int8",
     "effective_weight", "layer_n_params", "layer_nbytes", "model_n_params", "model_nbytes",
     "jacobian", "empirical_ntk", "pinn_ntk", "relative_change", "spectrum",
 ]

@@ -8,6 +8,8 @@ the bias, in the layer's dtype):
 * ``"hmatrix"``: :class:`HLinear`, ``H.nbytes`` (factors, dense blocks, descriptors,
   permutations and the product schedule) plus the bias; with a budget the adaptive tolerance is
   bisected to the most accurate H-matrix that fits;
+* ``"hmatrix_rank"``: the classic fixed-rank H-matrix (strong admissibility, ``eta`` 1, as in the
+  thesis); with a budget the largest rank that fits;
 * ``"svd"``: global truncated SVD ``W ~ A B`` (A: m x k, B: k x n), ``k (m + n) * itemsize``;
 * ``"prune"``: magnitude pruning with ``torch.nn.utils.prune.l1_unstructured``, stored as CSR:
   ``nnz * (itemsize + 4)`` (values, int32 column indices) ``+ (m + 1) * 4`` (int32 row pointers);
@@ -40,7 +42,7 @@ __all__ = ["METHODS", "LowRankLinear", "QuantLinear", "compress_layer", "layer_n
            "csr_nbytes", "dense_layer_nbytes", "densify", "model_nbytes", "model_n_params",
            "deepcopy_model"]
 
-METHODS = ("hmatrix", "svd", "prune", "int8", "quant")
+METHODS = ("hmatrix", "hmatrix_rank", "svd", "prune", "int8", "quant")
 _INDEX_BYTES = 4  # int32 indices for CSR
 
 
@@ -228,6 +230,24 @@ def _hmatrix_to_budget(linear, budget, hmatrix_kwargs):
                      "(tolerances up to 0.999)")
 
 
+def _hmatrix_rank_to_budget(linear, budget, hmatrix_kwargs):
+    """Fixed-rank H-matrix with the largest rank whose ``nbytes`` fits (bisection on the rank;
+    storage grows with the rank until blocks turn dense)."""
+    m, n = linear.weight.shape
+    lo, hi, best = 1, min(m, n), None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        cand = HLinear.from_linear(linear, rank=mid, **hmatrix_kwargs)
+        if cand.nbytes <= budget:
+            best, lo = cand, mid + 1
+        else:
+            hi = mid - 1
+    if best is None:
+        raise ValueError(f"budget {budget} B is below the rank-1 H-matrix of this layer "
+                         "(its near-diagonal blocks are dense)")
+    return best
+
+
 def compress_layer(linear: nn.Linear, method: str, budget: int | None = None, **opts):
     """Compress one ``nn.Linear``; returns ``(module, info)``.
 
@@ -264,6 +284,17 @@ def compress_layer(linear: nn.Linear, method: str, budget: int | None = None, **
         info.update(tol=mod._info.get("tol"), rank=mod._info.get("rank"),
                     certified_bound=mod._info.get("certified_bound"),
                     n_blocks=len(mod._lr_desc) + len(mod._d_desc))
+    elif method == "hmatrix_rank":
+        hk = {k: v for k, v in opts.items() if k != "rank"}
+        if budget is not None:
+            if "rank" in opts:
+                raise ValueError("hmatrix_rank: give budget= or rank=, not both")
+            mod = _hmatrix_rank_to_budget(linear, budget, hk)
+        else:
+            if "rank" not in opts:
+                raise ValueError("hmatrix_rank without a budget needs rank=")
+            mod = HLinear.from_linear(linear, rank=opts["rank"], **hk)
+        info.update(rank=mod._info.get("rank"), n_blocks=len(mod._lr_desc) + len(mod._d_desc))
     elif method == "svd":
         if budget is not None:
             k = (budget - bias_b) // ((m + n) * item)
