@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
+import warnings
 
 import torch
 from torch import nn
@@ -136,7 +137,9 @@ class CSRLinear(nn.Module):
 
     def __init__(self, weight: torch.Tensor, bias=None):
         super().__init__()
-        self.weight = weight.detach().to_sparse_csr()
+        with warnings.catch_warnings():  # "sparse CSR support is in beta"
+            warnings.simplefilter("ignore", UserWarning)
+            self.weight = weight.detach().to_sparse_csr()
         self.bias = None if bias is None else bias.detach().clone()
 
     def forward(self, x):
@@ -178,8 +181,6 @@ def deployable(model: nn.Module) -> tuple[nn.Module, str]:
         elif isinstance(mod, LowRankLinear):
             notes.add("low-rank layers as two torch products")
     if int8_names:
-        import warnings
-
         from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
