@@ -129,6 +129,9 @@ def test_verdict_exp1_and_mech3():
     assert v[0] == "partly reproduced"
     v = V.exp1_poisson(0.01, 100, [dict(name="a", error=0.05, seconds=500, params=10)])
     assert v[0] == "not reproduced"
+    v = V.exp1_poisson(0.01, 100, [dict(name="a", error=0.01, seconds=100, memory_fraction=1.01),
+                                   dict(name="b", error=0.05, seconds=500, memory_fraction=0.5)])
+    assert v[0] == "not reproduced" and "not counted" in v[1]
     assert V.mech3_fewer_parameters(0.01, 100, [dict(name="a", error=0.015, params=50)])[0] == \
         "reproduced"
     assert V.mech3_fewer_parameters(0.01, 100, [dict(name="a", error=0.05, params=50)])[0] == \

@@ -105,7 +105,9 @@ def compare_methods(model: pinn.MLP, problem, data: pinn.PinnData, *, methods, f
         row = {"method": method, "fraction": fraction, "reachable": True,
                **hidden_memory(comp), "rel_weight_error": aggregate_error(infos),
                "model_nbytes": model_nbytes(comp), "n_params": model_n_params(comp),
-               "knob": _knob(method, infos), **pinn.errors(comp, problem, data, n_test)}
+               "knob": _knob(method, infos),
+               "max_blocks": max((i.get("n_blocks", 0) for i in infos.values()), default=0),
+               **pinn.errors(comp, problem, data, n_test)}
         if finetune_epochs:
             ft = deepcopy_model(comp)
             res = pinn.train(ft, problem, data, finetune_epochs, lr=finetune_lr, lr_decay=1.0,

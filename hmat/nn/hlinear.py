@@ -256,7 +256,7 @@ class HLinear(nn.Module):
     def hmatrix(self, plist=None) -> HMatrix:
         """The current H-matrix (cached; rebuilt only when a parameter has changed)."""
         plist = self._plist() if plist is None else plist
-        key = tuple((id(p), p._version) for p in plist)
+        key = tuple((id(p), p._version, p.data_ptr(), p.dtype) for p in plist)
         if self._cache_key != key:
             self._cache_h = self.to_hmatrix()
             self._cache_key = key
