@@ -237,33 +237,49 @@ def _run_task(task, lr_desc, lr_data, d_desc, d_data, t_off_p, task_bounds, task
 
 
 # ---------------------------------------------------------------- entry point
+@njit(**_OPTS)
+def _workspace(t_off, p, dtype_of):
+    """Offsets of each block's ``t`` for ``p`` vectors and the buffer of the shared blocks' ``t``
+    (outside the parallel function: there numba would turn ``t_off * p`` into a parallel loop)."""
+    t_off_p = t_off * p
+    return t_off_p, np.empty(t_off_p[-1], dtype=dtype_of.dtype)
+
+
+@njit(**_OPTS)
+def _product_serial(lr_desc, lr_data, d_desc, d_data, t_off_p, task_bounds, task_ptr, task_items,
+                    shared, kmax, XT, YT, T, zero):
+    p = XT.shape[0]
+    for s in range(shared.shape[0]):
+        b = shared[s]
+        _vt_block(b, lr_desc, lr_data, XT,
+                  T[t_off_p[b]:t_off_p[b + 1]].reshape((p, lr_desc[b, 4])), zero)
+    for task in range(task_bounds.shape[0] - 1):
+        _run_task(task, lr_desc, lr_data, d_desc, d_data, t_off_p, task_bounds, task_ptr,
+                  task_items, XT, YT, T, kmax, zero)
+
+
 @njit(parallel=True, **_OPTS)
 def product(lr_desc, lr_data, d_desc, d_data, t_off, task_bounds, task_ptr, task_items, shared,
             kmax, XT, YT, zero, parallel):
     """``YT = (H @ XT.T).T`` for ``XT (p, n)``, ``YT (p, m)``, C-contiguous. First the shared
     blocks' ``t``, then the tasks; over the threads when ``parallel`` (``numba.set_num_threads``
     sets how many), else on the calling thread, which saves starting a parallel region on small
-    products."""
+    products. Only the two prange loops live here: any array expression in a parallel function
+    becomes a parallel region of its own."""
     p = XT.shape[0]
-    t_off_p = t_off * p
-    T = np.empty(t_off_p[-1], dtype=YT.dtype)
-    n_tasks = task_bounds.shape[0] - 1
-    if parallel:
+    t_off_p, T = _workspace(t_off, p, YT)
+    if not parallel:
+        _product_serial(lr_desc, lr_data, d_desc, d_data, t_off_p, task_bounds, task_ptr,
+                        task_items, shared, kmax, XT, YT, T, zero)
+        return
+    if shared.shape[0] > 0:  # an empty prange would still start a parallel region
         for s in prange(shared.shape[0]):
             b = shared[s]
             _vt_block(b, lr_desc, lr_data, XT,
                       T[t_off_p[b]:t_off_p[b + 1]].reshape((p, lr_desc[b, 4])), zero)
-        for task in prange(n_tasks):
-            _run_task(task, lr_desc, lr_data, d_desc, d_data, t_off_p, task_bounds, task_ptr,
-                      task_items, XT, YT, T, kmax, zero)
-    else:
-        for s in range(shared.shape[0]):
-            b = shared[s]
-            _vt_block(b, lr_desc, lr_data, XT,
-                      T[t_off_p[b]:t_off_p[b + 1]].reshape((p, lr_desc[b, 4])), zero)
-        for task in range(n_tasks):
-            _run_task(task, lr_desc, lr_data, d_desc, d_data, t_off_p, task_bounds, task_ptr,
-                      task_items, XT, YT, T, kmax, zero)
+    for task in prange(task_bounds.shape[0] - 1):
+        _run_task(task, lr_desc, lr_data, d_desc, d_data, t_off_p, task_bounds, task_ptr,
+                  task_items, XT, YT, T, kmax, zero)
 
 
 @njit(cache=True, fastmath=True)

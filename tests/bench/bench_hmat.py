@@ -1,0 +1,198 @@
+"""Part III's benchmarks under pytest-benchmark: ``nox -s bench`` (or
+``HMAT_BENCH_PROFILE=quick pytest tests/bench/bench_hmat.py --benchmark-json=out.json``).
+
+Products (H, numpy, torch F.linear, int8 quantize_dynamic) per matrix, rank, dtype and number of
+vectors; H build against one full SVD; STREAM bandwidth and a GEMM roof; scaling with n and
+threads; numba's compile cache across processes; small layers. The ratios are computed after the
+run from the medians (``tests/bench/conftest.py`` -> ``hmat.experiments.bench_summary``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import numpy as np
+import pytest
+
+import hmat
+from hmat.experiments import bench
+from hmat.experiments.timing import available_threads, limit_threads
+
+PROFILE = os.environ.get("HMAT_BENCH_PROFILE", "quick")
+if PROFILE not in bench.BENCH_PROFILES:
+    raise ValueError(f"HMAT_BENCH_PROFILE must be one of {sorted(bench.BENCH_PROFILES)}, "
+                     f"got {PROFILE!r}")
+CFG = bench.BENCH_PROFILES[PROFILE]
+
+
+@functools.cache
+def _matrix(name):
+    return bench.get_matrix(name)
+
+
+@functools.cache
+def _hmatrix(name, rank, dtype):
+    return hmat.compress(_matrix(name).astype(dtype), rank=rank)
+
+
+def _matrix_or_skip(name):
+    W = _matrix(name)
+    if W is None:
+        pytest.skip(f"{name}: weights unavailable (set HMAT_DATA_DIR to the data folder)")
+    return W
+
+
+def _pedantic(benchmark, fn, **info):
+    benchmark.extra_info.update(info)
+    iterations = bench._calls_for(fn, CFG["min_time"])
+    benchmark.pedantic(fn, rounds=CFG["rounds"], iterations=iterations, warmup_rounds=1)
+
+
+# ------------------------------------------------------------------------------ products
+def _product_cases():
+    for mat in CFG["matrices"]:
+        for dt in CFG["dtypes"]:
+            for p in CFG["ps"]:
+                for impl in CFG["impls"]:
+                    if impl == "hmat":
+                        for r in CFG["ranks"]:
+                            yield mat, dt, p, impl, r
+                    elif not (impl == "torch_int8" and dt != "float32"):
+                        yield mat, dt, p, impl, None
+
+
+PRODUCT_CASES = list(_product_cases())
+
+
+@pytest.mark.parametrize("mat,dtype,p,impl,rank", PRODUCT_CASES,
+                         ids=[f"{m}-{d}-p{p}-{i}" + (f"-r{r}" if r else "")
+                              for m, d, p, i, r in PRODUCT_CASES])
+def test_product(benchmark, mat, dtype, p, impl, rank):
+    W = _matrix_or_skip(mat)
+    Hs = {rank: _hmatrix(mat, rank, dtype)} if impl == "hmat" else {}
+    runners = bench.product_runners(W, Hs, p, dtype, impls=(impl,))
+    (name, (fn, nbytes)), = runners.items()
+    benchmark.group = f"product {mat} {dtype} p={p}"
+    entries = Hs[rank].n_entries if Hs else W.size
+    _pedantic(benchmark, fn, kind="product", matrix=mat, dtype=dtype, p=p, impl=impl,
+              rank=rank, nbytes=int(nbytes), flops=2.0 * entries * p,
+              shape=list(W.shape))
+
+
+# ------------------------------------------------------------------------------ build
+@pytest.mark.parametrize("mat", CFG["matrices"])
+def test_svd(benchmark, mat):
+    W = _matrix_or_skip(mat)
+    benchmark.group = f"build {mat}"
+    benchmark.extra_info.update(kind="svd", matrix=mat)
+    benchmark.pedantic(lambda: np.linalg.svd(W, full_matrices=False), rounds=3, iterations=1,
+                       warmup_rounds=1)
+
+
+BUILD_CASES = [(m, {"rank": r}) for m in CFG["matrices"] for r in CFG["build_ranks"]]
+BUILD_CASES += [(m, {"tol": CFG["build_tol"]}) for m in CFG["matrices"]]
+
+
+@pytest.mark.parametrize("mat,setting", BUILD_CASES,
+                         ids=[f"{m}-{k}{v}" for m, s in BUILD_CASES for k, v in s.items()])
+def test_build(benchmark, mat, setting):
+    W = _matrix_or_skip(mat)
+    benchmark.group = f"build {mat}"
+    H = hmat.compress(W, **setting)
+    benchmark.extra_info.update(kind="build", matrix=mat, **setting,
+                                storage=H.compression_ratio, max_rank=H.max_rank)
+    benchmark.pedantic(lambda: hmat.compress(W, **setting), rounds=3, iterations=1,
+                       warmup_rounds=1)
+
+
+# ------------------------------------------------------------------------------ roofline
+STREAM_CASES = [(op, nb, th) for op in ("copy", "triad") for nb in CFG["stream_bytes"]
+                for th in CFG["threads"]]
+
+
+@pytest.mark.parametrize("op,nbytes,threads", STREAM_CASES,
+                         ids=[f"{o}-{nb >> 20}MiB-t{t or 'all'}" for o, nb, t in STREAM_CASES])
+def test_stream(benchmark, op, nbytes, threads):
+    from hmat.experiments import _stream
+
+    n = nbytes // 8
+    a, b, c = np.zeros(n), np.ones(n), np.full(n, 2.0)
+    serial = threads == 1
+    if op == "copy":
+        k = _stream.copy_serial if serial else _stream.copy
+        fn, moved = (lambda: k(a, b)), 16 * n
+    else:
+        k = _stream.triad_serial if serial else _stream.triad
+        fn, moved = (lambda: k(a, b, c, 3.0)), 24 * n
+    benchmark.group = "stream"
+    with limit_threads(None if serial else threads):
+        _pedantic(benchmark, fn, kind="stream", op=op, array_bytes=8 * n, bytes=moved,
+                  threads=threads or available_threads())
+
+
+@pytest.mark.parametrize("dtype", CFG["dtypes"])
+def test_gemm_peak(benchmark, dtype):
+    n = 2048
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype(dtype)
+    b = rng.standard_normal((n, n)).astype(dtype)
+    benchmark.group = "gemm"
+    _pedantic(benchmark, lambda: a @ b, kind="gemm", dtype=dtype, n=n, flops=2.0 * n**3)
+
+
+# ------------------------------------------------------------------------------ scaling
+@functools.cache
+def _kernel_h(n):
+    return hmat.compress(bench.kernel_entries("inverse"), shape=(n, n), tol=1e-6, method="aca")
+
+
+SCALING_CASES = [(n, th, impl) for n in CFG["scaling_ns"] for th in CFG["threads"]
+                 for impl in ("hmat", "numpy") if impl == "hmat" or n <= CFG["dense_max_n"]]
+
+
+@pytest.mark.parametrize("n,threads,impl", SCALING_CASES,
+                         ids=[f"n{n}-t{t or 'all'}-{i}" for n, t, i in SCALING_CASES])
+def test_scaling(benchmark, n, threads, impl):
+    H = _kernel_h(n)
+    x = np.random.default_rng(n).standard_normal(n)
+    if impl == "hmat":
+        fn = lambda: H @ x  # noqa: E731
+    else:
+        W = bench.kernel_matrix(n)
+        fn = lambda: W @ x  # noqa: E731
+    benchmark.group = f"scaling threads={threads or 'all'}"
+    with limit_threads(threads):
+        _pedantic(benchmark, fn, kind="scaling", n=n, impl=impl,
+                  threads=threads or available_threads(), hmat_nbytes=H.nbytes,
+                  dense_nbytes=8 * n * n, nbytes=H.nbytes if impl == "hmat" else 8 * n * n)
+
+
+# ------------------------------------------------------------------------------ small layers
+SMALL_CASES = [(n, impl) for n in CFG["small_ns"] for impl in ("hmat", "numpy")]
+
+
+@pytest.mark.parametrize("n,impl", SMALL_CASES, ids=[f"n{n}-{i}" for n, i in SMALL_CASES])
+def test_small_layer(benchmark, n, impl):
+    W = bench.kernel_matrix(n, kind="exp", dtype=np.float32)
+    H = hmat.compress(W, tol=1e-3, adaptive=True)
+    x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+    fn = (lambda: H @ x) if impl == "hmat" else (lambda: W @ x)
+    benchmark.group = "small layers"
+    _pedantic(benchmark, fn, kind="small", n=n, impl=impl, storage=H.compression_ratio)
+
+
+# ------------------------------------------------------------------------------ compile cache
+@pytest.mark.skipif(not CFG["compile_cache"], reason="compile-cache check is in the full profile")
+def test_compile_cache(benchmark):
+    benchmark.group = "numba"
+    res = benchmark.pedantic(bench.compile_and_cache, rounds=1, iterations=1)
+    benchmark.extra_info.update(kind="compile", **res)
+    assert res["cache_works"], res
+
+
+def test_machine(benchmark):
+    """Not a timing: records the machine (CPU, caches, BLAS, threads) in the JSON."""
+    benchmark.group = "machine"
+    benchmark.extra_info.update(kind="machine", machine=bench.machine_info())
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)

@@ -1,0 +1,19 @@
+"""pytest-benchmark runner for Part III's measurements (``nox -s bench``); not part of the normal
+test run (its files are ``bench_*.py``, outside pytest's ``test_*.py`` pattern).
+
+The profile comes from ``HMAT_BENCH_PROFILE`` (quick or full). After the run, the JSON written by
+``--benchmark-json`` gets, per product benchmark, the ratio of its median time to numpy's median
+in the same group, the achieved bytes/s, and a summary (goals, roofline, machine) under
+``"hmat"``: all computed from this one run.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from hmat.experiments import bench_summary
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    output_json["hmat"] = bench_summary.summarize(output_json["benchmarks"])
