@@ -339,8 +339,34 @@ def _write_timings(path: Path, profile: str, notebooks: list[Path], timings: dic
 
 
 # --------------------------------------------------------------------------- bench
-# The `bench` session (pytest-benchmark in the shared environment) is added by its own issue; it
-# calls `_shared_env(session)` like `tests` and `book` above.
+@nox.session(venv_backend="none")
+def bench(session: nox.Session) -> None:
+    """Benchmarks of Part III with pytest-benchmark; JSON to bench-results/.
+
+    ``nox -s bench`` (quick), ``nox -s bench -- --profile full`` (everything); other arguments
+    go to pytest. Ratios to numpy, bandwidths and goals are in the JSON's ``"hmat"`` entry.
+    """
+    _shared_env(session)
+    args = list(session.posargs)
+    profile = "quick"
+    if "--profile" in args:
+        i = args.index("--profile")
+        profile = args[i + 1] if i + 1 < len(args) else ""
+        del args[i:i + 2]
+    if profile not in ("quick", "full"):
+        session.error(f"--profile must be quick or full, got {profile!r}")
+    out = ROOT / "bench-results"
+    out.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = out / f"bench-{profile}-{stamp}.json"
+    env = {"HMAT_BENCH_PROFILE": profile}
+    if "HMAT_DATA_DIR" in os.environ:
+        env["HMAT_DATA_DIR"] = str(Path(os.environ["HMAT_DATA_DIR"]).expanduser().resolve())
+    session.run(_bin("python"), "-m", "pytest", str(ROOT / "tests" / "bench" / "bench_hmat.py"),
+                f"--benchmark-json={path}", "--benchmark-columns=min,median,iqr,rounds",
+                "--benchmark-sort=name", "-p", "no:cacheprovider", *args, external=True, env=env)
+    shutil.copyfile(path, out / "latest.json")
+    session.log(f"benchmark results: {path} (and bench-results/latest.json)")
 
 
 # --------------------------------------------------------------------------- lint
