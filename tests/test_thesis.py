@@ -116,9 +116,9 @@ def test_verdicts_of_storage_and_accuracy():
 
 def test_verdicts_over_all_variants():
     rows = [{"variant": "a", "family": "H", "time_saving_pct": 30, "loss_pts": 1.0,
-             "storage_ratio": 0.5},
+             "storage_ratio": 0.5, "n_lowrank": 3, "n_dense": 2},
             {"variant": "b", "family": "H", "time_saving_pct": 50, "loss_pts": 5.0,
-             "storage_ratio": 0.3}]
+             "storage_ratio": 0.3, "n_lowrank": 3, "n_dense": 2}]
     assert th.verdict_suitable(rows)[0] == "reproduced"
     rows[0]["loss_pts"] = 3.0
     assert th.verdict_suitable(rows)[0] == "partly reproduced"
@@ -126,7 +126,62 @@ def test_verdicts_over_all_variants():
         r["time_saving_pct"] = -10
     assert th.verdict_suitable(rows)[0] == "not reproduced"
     assert th.verdict_accuracy_decreases(rows, 1300)[0] == "reproduced"
-    rows[0]["loss_pts"] = -100 / 1300  # one image better than dense: within the noise
+    # one image better than dense (4 fixed, 3 broken): within the noise
+    rows[0].update(loss_pts=-100 / 1300, fixed=4, broken=3)
     assert th.verdict_accuracy_decreases(rows, 1300)[0] == "partly reproduced"
-    rows[0]["loss_pts"] = -1.0
-    assert th.verdict_accuracy_decreases(rows, 1300)[0] == "not reproduced"
+    rows[0].update(loss_pts=-1300 / 1300, fixed=14, broken=1)  # a significant gain
+    v, text = th.verdict_accuracy_decreases(rows, 1300)
+    assert v == "not reproduced" and "significant" in text
+    # an adaptive build that kept one global block does not count as an H-matrix
+    one = {"variant": "H SVD adaptive tol=0.4", "family": "H adaptive (certified tol)",
+           "time_saving_pct": 40, "loss_pts": 1.0, "storage_ratio": 0.4, "n_lowrank": 1,
+           "n_dense": 0}
+    v, text = th.verdict_suitable(rows + [one])
+    assert v == "not reproduced" and "1 of which would qualify" in text
+
+
+def test_parse_ranks():
+    assert th.parse_ranks("1..5") == [1, 2, 3, 4, 5]
+    assert th.parse_ranks("1..100:25") == [1, 26, 51, 76]
+    assert th.parse_ranks([30, 10, 30]) == [10, 30]
+    for bad in ("1-5", [0, 3], []):
+        with pytest.raises(ValueError, match="ranks"):
+            th.parse_ranks(bad)
+
+
+def test_storage_without_fallback_counts_every_admissible_block_in_low_rank():
+    import hmat
+
+    W = np.random.default_rng(2).standard_normal((128, 96)).astype(np.float32)
+    H1 = hmat.compress(W, rank=1, leaf_size=16)
+    lr, dn = H1.lr_desc, H1.d_desc
+    data_bytes = 4 * (int(np.sum(lr[:, 4] * (lr[:, 1] + lr[:, 3])))
+                      + int(np.sum(dn[:, 1] * dn[:, 3])))
+    assert th.storage_without_fallback(H1, [1])[0] == data_bytes
+    big = th.storage_without_fallback(H1, [1, 8, 64])
+    assert big[0] < big[1] < big[2]
+    # at a high rank hmat's own build falls back to dense blocks and stores less
+    H64 = hmat.compress(W, rank=64, leaf_size=16)
+    assert H64.nbytes - H64.lr_desc.nbytes - H64.d_desc.nbytes < big[2]
+
+
+def test_family_labels():
+    assert th.family_of({"rank": 3}) == "H fixed rank (SVD)"
+    assert th.family_of({"rank": 3, "method": "aca"}) == "H fixed rank (ACA)"
+    assert th.family_of({"tol": 0.5, "adaptive": True}) == "H adaptive (certified tol)"
+    assert th.family_of({"tol": 0.5}) == "H per-block tol"
+    assert th.family_of({"rank": 3, "cluster": "data"}) == "H data-ordered, fixed rank"
+    assert th.family_of({"rank": 3, "admissibility": "weak"}) == "H weak admissibility, fixed rank"
+    assert th.family_of({"family": "global_svd", "rank": 3}) == th.GLOBAL_SVD
+
+
+def test_first_available_layer_reports_missing_models(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    from hmat.experiments import imagenet as im
+
+    monkeypatch.setattr(im, "_hub_checkpoints", lambda: tmp_path / "no-hub")
+    layer, skipped = th.first_available_layer(["googlenet", "resnet18"], data_dir=tmp_path,
+                                              with_features=False)
+    assert layer is None
+    assert [n for n, _ in skipped] == ["googlenet", "resnet18"]
+    assert all("allow_download=True" in why for _, why in skipped)

@@ -33,8 +33,9 @@ def test_protocol_counts_products_and_uses_one_float32_vector():
     assert r.us_h == pytest.approx(1e6 * r.t_h_total / 103)
     assert r.time_saving == pytest.approx(1 - r.t_h_total / r.t_dense_total)
     assert r.time_saving_median == pytest.approx(1 - r.us_h_median / r.us_dense_median)
+    assert r.ratio_median > 0 and r.time_saving_paired == pytest.approx(1 - r.ratio_median)
     d = r.as_dict()
-    assert {"us_h", "us_dense", "time_saving", "threads"} <= set(d)
+    assert {"us_h", "us_dense", "time_saving", "time_saving_paired", "threads"} <= set(d)
 
 
 def test_protocol_with_an_hmatrix_and_one_thread():

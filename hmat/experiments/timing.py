@@ -66,6 +66,7 @@ class TimingResult:
     t_dense_total: float
     us_h_median: float
     us_dense_median: float
+    ratio_median: float = float("nan")  # median over rounds of t_H / t_dense (paired rounds)
 
     @property
     def us_h(self) -> float:
@@ -85,10 +86,18 @@ class TimingResult:
     def time_saving_median(self) -> float:
         return time_saving(self.us_h_median, self.us_dense_median)
 
+    @property
+    def time_saving_paired(self) -> float:
+        """``1 - median_r(t_H[r] / t_dense[r])`` over the rounds: each H chunk is compared with
+        the dense chunk next to it in time, so load changes on a shared machine largely cancel.
+        The most robust of the three estimates."""
+        return 1.0 - self.ratio_median
+
     def as_dict(self) -> dict:
         d = asdict(self)
         d.update(us_h=self.us_h, us_dense=self.us_dense, time_saving=self.time_saving,
-                 time_saving_median=self.time_saving_median)
+                 time_saving_median=self.time_saving_median,
+                 time_saving_paired=self.time_saving_paired)
         return d
 
 
@@ -149,4 +158,5 @@ def time_products(H, W, n_products: int = 100_000, *, x=None, rounds: int = 10,
         t_h_total=float(t_h.sum()), t_dense_total=float(t_d.sum()),
         us_h_median=float(np.median(1e6 * t_h / sizes)),
         us_dense_median=float(np.median(1e6 * t_d / sizes)),
+        ratio_median=float(np.median(t_h / t_d)),
     )
