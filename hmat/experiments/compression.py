@@ -31,9 +31,18 @@ from hmat.nn.ntk import pinn_ntk, relative_change, spectrum
 
 from . import pinn
 
-__all__ = ["compress_hidden", "hidden_memory", "compare_methods", "CSRLinear", "deployable",
-           "time_inference", "ntk_of", "ntk_comparison", "finetune_with_ntk", "aggregate_error"]
+__all__ = ["STYLE", "LABELS", "compress_hidden", "hidden_memory", "compare_methods", "CSRLinear",
+           "deployable", "time_inference", "ntk_of", "ntk_comparison", "finetune_with_ntk",
+           "aggregate_error"]
 
+# one look per method in every Part II plot; the adaptive H-matrix is drawn with large open
+# markers so that it stays visible when it coincides with the global SVD
+STYLE = {"hmatrix": dict(color="tab:blue", marker="o", ms=9, mfc="none", lw=2.5),
+         "hmatrix_rank": dict(color="tab:orange", marker="P", ms=6),
+         "svd": dict(color="tab:green", marker="s", ms=4, lw=1),
+         "prune": dict(color="tab:red", marker="^", ms=6),
+         "quant": dict(color="tab:purple", marker="D", ms=5),
+         "int8": dict(color="tab:purple", marker="D", ms=5)}
 LABELS = {"dense": "dense", "hmatrix": "H-matrix (adaptive)", "hmatrix_rank": "H-matrix (rank)",
           "svd": "global SVD", "prune": "pruning", "quant": "quantization", "int8": "int8"}
 
