@@ -168,6 +168,25 @@ def test_padding_gets_no_gradient_and_to_hmatrix_after_training():
     assert padded or True  # padding may or may not occur; the checks above hold either way
 
 
+def test_rank_zero_blocks():
+    """Zero blocks are stored as rank-0 low-rank blocks; every forward path handles them."""
+    W = np.zeros((64, 64))
+    W[:32, :32] = np.random.default_rng(0).standard_normal((32, 32))
+    W[32:, 32:] = 1.0
+    H = hmat.compress(W, tol=0.01, adaptive=True, leaf_size=16)
+    assert (H.ranks == 0).any()
+    h = HLinear(H)
+    x = torch.randn(3, 64, dtype=torch.float64)
+    ref = x @ torch.from_numpy(W).T
+    for mode in ("factored", "assemble"):
+        h.forward_mode = mode
+        torch.testing.assert_close(h(x), ref)
+    h.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(h(x), ref)
+    np.testing.assert_allclose(h.to_hmatrix().to_dense(), W, atol=1e-12)
+
+
 def test_counts_and_bytes():
     lin = _linear(dtype=torch.float32)
     H = hmat.compress(lin.weight.detach().numpy(), rank=3, leaf_size=8)
