@@ -38,7 +38,8 @@ from .timing import available_threads, limit_threads
 __all__ = ["time_call", "time_interleaved", "machine_info", "kernel_matrix", "kernel_entries",
            "mobilenet_classifier", "get_matrix", "product_runners", "compare_products",
            "build_times", "stream", "gemm_peak", "scaling", "loglog_slope", "compile_and_cache",
-           "small_layers", "IMPLS", "BENCH_PROFILES", "save_json"]
+           "small_layers", "weight_storage", "verdict_nlogn", "verdict_overhead", "IMPLS",
+           "BENCH_PROFILES", "save_json"]
 
 IMPLS = ("numpy", "hmat", "torch", "torch_int8")
 
@@ -463,6 +464,54 @@ def small_layers(ns=(16, 32, 64, 128, 256, 512, 1024), *, tol: float = 1e-3,
                      "ratio": t["hmat"] / t["numpy"], "storage": H.compression_ratio,
                      "n_blocks": H.n_blocks})
     return rows
+
+
+def weight_storage(W, sizes, *, tol: float = 1e-2, method: str = "svd") -> list[dict]:
+    """Stored bytes of the H-matrix of leading ``s x round(s * n / m)`` blocks of a weight
+    matrix ``W`` (m x n) at tolerance ``tol``: how storage grows with size for a trained matrix."""
+    W = np.asarray(W)
+    m, n = W.shape
+    rows = []
+    for s in sizes:
+        c = max(1, round(s * n / m))
+        H = hmat.compress(W[:s, :c], tol=tol, method=method)
+        rows.append({"rows": int(s), "cols": int(c), "nbytes": H.nbytes,
+                     "dense_nbytes": H.dense_nbytes, "storage": H.compression_ratio,
+                     "rel_error_fro": H.info.get("rel_error_fro")})
+    return rows
+
+
+NLOGN_MAX_SLOPE = 1.3  # data/claims.yml, T-intro-nlogn
+
+
+def verdict_nlogn(kernel_slope: float, weight_slope: float | None = None,
+                  *, tol: float = 1e-6, weight_tol: float | None = None) -> tuple[str, str]:
+    """T-intro-nlogn: storage of the smooth kernel's H-matrix grows with a log-log slope
+    ``<= 1.3`` in ``n`` (n log n has a local slope a little above 1); weights reported apart."""
+    verdict = "reproduced" if kernel_slope <= NLOGN_MAX_SLOPE else "not reproduced"
+    text = (f"storage of the H-matrix of 1/(1+|i-j|) at tol={tol:g} grows like n^"
+            f"{kernel_slope:.2f} (criterion: slope <= {NLOGN_MAX_SLOPE}; dense: n^2)")
+    if weight_slope is not None:
+        text += (f"; the trained MobileNetV2 classifier's leading blocks at tol="
+                 f"{weight_tol:g} grow like n^{weight_slope:.2f}")
+    return verdict, text
+
+
+def verdict_overhead(rows: list[dict]) -> tuple[str, str]:
+    """P-limit-overhead: for the smallest layers tested, H products are slower than dense ones.
+
+    ``rows`` as returned by :func:`small_layers`."""
+    rows = sorted(rows, key=lambda r: r["n"])
+    small = rows[0]
+    faster = [r["n"] for r in rows if r["ratio"] < 1]
+    verdict = "reproduced" if small["ratio"] > 1 else "not reproduced"
+    text = (f"n={small['n']}: H product {small['hmat_s'] * 1e6:.1f} us vs dense "
+            f"{small['numpy_s'] * 1e6:.1f} us (ratio {small['ratio']:.2f}); adaptive build "
+            f"{small['build_s'] * 1e3:.1f} ms = {small['build_s'] / small['numpy_s']:.0f} dense "
+            f"products. ")
+    text += (f"H is faster from n={min(faster)} on (of n={', '.join(str(r['n']) for r in rows)})"
+             if faster else f"H is slower at every size tested (up to n={rows[-1]['n']})")
+    return verdict, text
 
 
 def save_json(obj, path) -> Path:
