@@ -112,6 +112,20 @@ def test_missing_model_raises_weights_unavailable_without_network(tmp_path, monk
 
 
 @needs_data
+def test_a_failed_download_falls_back_to_the_local_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(im, "_hub_checkpoints", lambda: tmp_path / "empty-hub")
+
+    def offline(f):
+        raise im.WeightsUnavailable(f"torchvision could not download {f['url']}: URLError")
+
+    monkeypatch.setattr(im, "_download_official", offline)
+    model, src = im.load_model("mobilenet_v2", allow_download=True)
+    assert src.kind == "local"
+    with pytest.raises(im.WeightsUnavailable, match="download of googlenet"):
+        im.load_model("googlenet", tmp_path, allow_download=True)
+
+
+@needs_data
 def test_load_offline_mobilenet_v2_and_last_layer():
     model, src = im.load_model("mobilenet_v2")
     assert src.kind == "local" and src.checked == "full sha256"

@@ -273,7 +273,11 @@ def load_model(name: str, data_dir: Path | str | None = None, *, allow_download:
     for c in plan:
         f, path = c["entry"], Path(c["path"])
         if c["where"] == "download":
-            path = _download_official(f)
+            try:
+                path = _download_official(f)
+            except WeightsUnavailable as exc:  # offline: go on with the local files
+                tried.append(f"download of {f['file']} ({str(exc)[:160]})")
+                continue
         elif not path.is_file():
             tried.append(f"{path} (missing)")
             continue
