@@ -248,6 +248,20 @@ def test_baselines_hit_budget(method, fraction):
     assert info["rel_weight_error"] == pytest.approx(err, rel=1e-4, abs=1e-7)
 
 
+@pytest.mark.parametrize("cluster", ["index", "data"])
+def test_adaptive_plan_predicts_the_core_build(cluster):
+    """The budget search predicts the adaptive build's stored entries from singular values; it
+    must agree with hmat.compress (guards against the two drifting apart)."""
+    from hmat.nn.budget import AdaptivePlan
+
+    W = _linear(64, 48).weight.detach().numpy()
+    plan = AdaptivePlan(W, leaf_size=8, cluster=cluster)
+    for tol in (0.01, 0.05, 0.2, 0.5, 0.9):
+        H = hmat.compress(W, tol=tol, adaptive=True, leaf_size=8, cluster=cluster)
+        entries, n_lr, n_d = plan.predict(tol)
+        assert (entries, n_lr, n_d) == (H.n_entries, len(H.lr_desc), len(H.d_desc)), tol
+
+
 def test_int8_and_quant_semantics():
     lin = _linear(16, 12, dtype=torch.float32)
     q, info = compress_layer(lin, "int8", None)
