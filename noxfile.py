@@ -138,6 +138,31 @@ def _copy_sources() -> None:
     shutil.copytree(BOOK, EXECUTED, ignore=ignore, dirs_exist_ok=True)
 
 
+# The parts of MathJax 3 (from the PyPI package django-static-mathjax) that render TeX as HTML:
+# the book's formulas then display offline and from file://, with no CDN.
+_MATHJAX_PARTS = ("tex-chtml.js", "input", "output", "a11y", "ui", "LICENSE")
+
+
+def _copy_mathjax(session: nox.Session) -> None:
+    """Copy MathJax from the shared environment into the book's _static folder."""
+    found = subprocess.run(
+        [_bin("python"), "-c", "import mathjax, pathlib; "
+         "print(pathlib.Path(mathjax.__file__).parent / 'static' / 'mathjax')"],
+        capture_output=True, text=True)
+    src = Path(found.stdout.strip()) if found.returncode == 0 else None
+    if src is None or not (src / "es5" / "tex-chtml.js").exists():
+        session.error("MathJax not found in the shared environment (package "
+                      "django-static-mathjax, part of hmat[book]); formulas would need a CDN")
+    dest = EXECUTED / "_static" / "mathjax"
+    dest.mkdir(parents=True, exist_ok=True)
+    for part in _MATHJAX_PARTS:
+        path = src / "es5" / part if part != "LICENSE" else src / part
+        if path.is_dir():
+            shutil.copytree(path, dest / part, dirs_exist_ok=True)
+        else:
+            shutil.copy2(path, dest / part)
+
+
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -226,6 +251,7 @@ def book(session: nox.Session) -> None:
     for folder in (EXECUTED, RESULTS, FIGURES, LOGS):
         folder.mkdir(parents=True, exist_ok=True)
     _copy_sources()
+    _copy_mathjax(session)
     run_file.write_text(json.dumps({"profile": args.profile}))
 
     env = dict(os.environ)

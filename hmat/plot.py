@@ -48,6 +48,9 @@ def plot_blocks(H, ax=None, *, ranks: bool = True, fontsize: float | None = None
     ax.set_aspect("equal")
     permuted = getattr(H, "row_perm", None) is not None or getattr(H, "col_perm", None) is not None
     suffix = " (cluster order)" if permuted else ""
+    # matrix convention: row 0 at the top, column indices along the top edge
+    ax.xaxis.tick_top()
+    ax.xaxis.set_label_position("top")
     ax.set_xlabel("column index" + suffix)
     ax.set_ylabel("row index" + suffix)
     if ranks and lr_rects:
@@ -68,8 +71,8 @@ def plot_blocks(H, ax=None, *, ranks: bool = True, fontsize: float | None = None
                     va="center", fontsize=size, color="black")
     handles = [Patch(facecolor=greens(0.6), edgecolor="k", label="low-rank block (rank)"),
                Patch(facecolor=DENSE_COLOR, edgecolor="k", label="dense block")]
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2,
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=2,
               frameon=False, fontsize=8)
     if title is not None:
-        ax.set_title(title)
+        ax.set_title(title, pad=28)
     return ax
