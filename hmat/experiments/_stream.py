@@ -30,3 +30,21 @@ def copy_serial(a, b):
 def triad_serial(a, b, c, s):
     for i in range(a.shape[0]):
         a[i] = b[i] + s * c[i]
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def read(a):
+    """``sum(a)``: 1 array read, nothing written: the roof of a kernel that mostly reads, as a
+    matrix-vector product does."""
+    s = 0.0
+    for i in prange(a.shape[0]):
+        s += a[i]
+    return s
+
+
+@njit(cache=True, fastmath=True)
+def read_serial(a):
+    s = 0.0
+    for i in range(a.shape[0]):
+        s += a[i]
+    return s

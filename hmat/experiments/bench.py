@@ -142,9 +142,11 @@ def machine_info() -> dict:
     try:
         from threadpoolctl import threadpool_info
 
+        pools = [d for d in threadpool_info() if d.get("user_api") == "blas"]
+        pools.sort(key=lambda d: "numpy" not in str(d.get("filepath", "")))  # numpy's first
         info["blas"] = [{k: d.get(k) for k in ("internal_api", "version", "num_threads",
-                                                 "architecture", "prefix")}
-                        for d in threadpool_info()]
+                                                 "architecture", "prefix", "filepath")}
+                        for d in pools]
     except ImportError:
         pass
     if "torch" in sys.modules:
@@ -257,34 +259,63 @@ def _as_dtype(H, dtype):
 
 
 def compare_products(W, Hs: dict, *, matrix: str, dtypes=("float32", "float64"),
-                     ps=(1, 8, 64, 256), impls=IMPLS, min_time: float = 0.02, rounds: int = 5,
-                     progress=None) -> list[dict]:
+                     ps=(1, 8, 64, 256), impls=IMPLS, threads: int | None = None,
+                     min_time: float = 0.02, rounds: int = 5, progress=None) -> list[dict]:
     """Time every implementation for every dtype and vector count; one record per timing with
     ``ratio`` = time / numpy time, ``bytes_ratio`` = stored bytes / numpy's bytes, achieved
-    ``gbytes_per_s`` (stored bytes per product / time) and ``gflops`` (2 x entries x p / time)."""
+    ``gbytes_per_s`` (stored bytes per product / time) and ``gflops`` (2 x entries x p / time).
+
+    ``threads``: run everything (numba, BLAS, torch) on this many threads (None: all cores)."""
     rows = []
-    for dt in dtypes:
-        for p in ps:
-            runners = product_runners(W, Hs, p, dt, impls)
-            times = time_interleaved({k: f for k, (f, _) in runners.items()},
-                                     min_time=min_time, rounds=rounds)
-            t_np = times.get("numpy")
-            nb_np = runners["numpy"][1] if "numpy" in runners else None
-            for k, (_, nb) in runners.items():
-                t = times[k]
-                label = k.split("[")[1].rstrip("]") if k.startswith("hmat[") else None
-                H = Hs.get(_label_key(Hs, label)) if label is not None else None
-                entries = (H.n_entries if H is not None else W.shape[0] * W.shape[1])
-                rows.append({
-                    "matrix": matrix, "shape": list(W.shape), "dtype": str(np.dtype(dt)), "p": p,
-                    "impl": "hmat" if label is not None else k, "label": label,
-                    "seconds": t, "us": t * 1e6, "nbytes": int(nb),
-                    "ratio": t / t_np if t_np else None,
-                    "bytes_ratio": nb / nb_np if nb_np else None,
-                    "gbytes_per_s": nb / t / 1e9, "gflops": 2.0 * entries * p / t / 1e9,
-                })
-            if progress is not None:
-                progress.update(1)
+    with limit_threads(threads), _torch_threads(threads):
+        for dt in dtypes:
+            for p in ps:
+                runners = product_runners(W, Hs, p, dt, impls)
+                times = time_interleaved({k: f for k, (f, _) in runners.items()},
+                                         min_time=min_time, rounds=rounds)
+                rows += _product_rows(W, Hs, runners, times, matrix, dt, p,
+                                      threads or available_threads())
+                if progress is not None:
+                    progress.update(1)
+    return rows
+
+
+class _torch_threads:
+    """Context: torch's intra-op threads set to ``n`` (when torch is imported)."""
+
+    def __init__(self, n):
+        self.n, self.old = n, None
+
+    def __enter__(self):
+        torch = sys.modules.get("torch")
+        if self.n is not None and torch is not None:
+            self.old = torch.get_num_threads()
+            torch.set_num_threads(int(self.n))
+        return self
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            sys.modules["torch"].set_num_threads(self.old)
+        return False
+
+
+def _product_rows(W, Hs, runners, times, matrix, dt, p, threads):
+    t_np = times.get("numpy")
+    nb_np = runners["numpy"][1] if "numpy" in runners else None
+    rows = []
+    for k, (_, nb) in runners.items():
+        t = times[k]
+        label = k.split("[")[1].rstrip("]") if k.startswith("hmat[") else None
+        H = Hs.get(_label_key(Hs, label)) if label is not None else None
+        entries = H.n_entries if H is not None else W.shape[0] * W.shape[1]
+        rows.append({
+            "matrix": matrix, "shape": list(W.shape), "dtype": str(np.dtype(dt)), "p": p,
+            "threads": threads, "impl": "hmat" if label is not None else k, "label": label,
+            "seconds": t, "us": t * 1e6, "nbytes": int(nb),
+            "ratio": t / t_np if t_np else None,
+            "bytes_ratio": nb / nb_np if nb_np else None,
+            "gbytes_per_s": nb / t / 1e9, "gflops": 2.0 * entries * p / t / 1e9,
+        })
     return rows
 
 
@@ -296,10 +327,10 @@ def _label_key(Hs, label):
 
 
 def build_times(W, ranks=(), *, tol: float | None = None, method: str = "svd",
-                repeats: int = 3, svd: bool = True) -> list[dict]:
+                repeats: int = 3, svd: bool = True, warmup: bool = True) -> list[dict]:
     """Seconds to build ``compress(W, rank=r)`` per rank (and ``tol=`` if given), median of
-    ``repeats`` after one warm-up build, against one full SVD of ``W``
-    (``np.linalg.svd(W, full_matrices=False)``)."""
+    ``repeats`` (after one warm-up build each if ``warmup``), against one full SVD of ``W``
+    (``np.linalg.svd(W, full_matrices=False)``, median of ``repeats``)."""
     W = np.asarray(W)
     t_svd = None
     if svd:
@@ -308,7 +339,8 @@ def build_times(W, ranks=(), *, tol: float | None = None, method: str = "svd",
     settings = [{"rank": int(r)} for r in ranks] + ([{"tol": float(tol)}] if tol else [])
     rows = []
     for s in settings:
-        hmat.compress(W, method=method, **s)  # warm-up (JIT, caches)
+        if warmup:
+            hmat.compress(W, method=method, **s)  # warm-up (JIT, caches)
         ts, H = [], None
         for _ in range(repeats):
             t0 = time.perf_counter()
@@ -330,24 +362,28 @@ def _once(f) -> float:
 
 # ------------------------------------------------------------------------------ roofline
 def stream(n_bytes: int = 1 << 28, *, threads: int | None = None, repeats: int = 5) -> dict:
-    """STREAM copy and triad bandwidth (GB/s) on float64 arrays of ``n_bytes`` each.
+    """STREAM-like bandwidths (GB/s) on float64 arrays of ``n_bytes`` each: ``read`` (a sum: one
+    array read, the pattern of a matrix-vector product), ``copy`` and ``triad``.
 
-    Bytes are counted as STREAM does (copy 2, triad 3 arrays per pass; no write-allocate). Large
-    arrays (default 256 MiB each) measure main memory; arrays of a few MiB measure the caches.
-    ``threads``: numba threads (None: all; 1 runs the serial kernels).
+    Bytes are counted as STREAM does (read 1, copy 2, triad 3 arrays per pass; no write-allocate).
+    Large arrays (default 256 MiB each) measure main memory; arrays of a few MiB measure the
+    caches. ``threads``: numba threads (None: all; 1 runs the serial kernels).
     """
     from . import _stream
 
     n = max(1024, int(n_bytes) // 8)
     a, b, c = np.zeros(n), np.ones(n), np.full(n, 2.0)
     serial = threads == 1
+    rd = _stream.read_serial if serial else _stream.read
     cp = _stream.copy_serial if serial else _stream.copy
     tr = _stream.triad_serial if serial else _stream.triad
     with limit_threads(None if serial else threads):
+        t_read = time_call(lambda: rd(b), min_time=0.05, repeats=repeats)
         t_copy = time_call(lambda: cp(a, b), min_time=0.05, repeats=repeats)
         t_triad = time_call(lambda: tr(a, b, c, 3.0), min_time=0.05, repeats=repeats)
     return {"array_bytes": 8 * n, "threads": 1 if serial else (threads or available_threads()),
-            "copy_gbs": 16 * n / t_copy / 1e9, "triad_gbs": 24 * n / t_triad / 1e9}
+            "read_gbs": 8 * n / t_read / 1e9, "copy_gbs": 16 * n / t_copy / 1e9,
+            "triad_gbs": 24 * n / t_triad / 1e9}
 
 
 def gemm_peak(n: int = 2048, dtype="float32", repeats: int = 3) -> dict:
@@ -418,29 +454,36 @@ print(json.dumps({"import_s": t1 - t0, "build_s": t2 - t1, "first_products_s": t
 """
 
 
-def compile_and_cache(timeout: float = 600) -> dict:
-    """numba's compile time and on-disk cache, seen from fresh processes.
+def _fresh_process(env) -> dict:
+    out = subprocess.run([sys.executable, "-c", _FIRST_CALL], env=env, check=True,
+                         capture_output=True, text=True, timeout=900)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
-    Runs the same script (import hmat, a small build, the first products in float64/float32, one
-    and several vectors, and an adjoint) three times in new Python processes sharing an empty
-    ``NUMBA_CACHE_DIR``: the first compiles and writes the cache, the next two should load it.
-    ``compile_s`` is the first run's product time minus the warm runs' median.
+
+def compile_and_cache(cold: bool = True, runs: int = 2) -> dict:
+    """numba's compile time and its on-disk cache, seen from fresh processes.
+
+    Runs one script (import hmat, a small build, the first products in float64 and float32, one
+    and several vectors, and an adjoint) in new Python processes. ``cold``: first in an empty
+    ``NUMBA_CACHE_DIR`` (it compiles and writes the cache), then ``runs`` more times on that cache;
+    ``compile_s`` is the cold run's product time minus the warm runs' median. Without ``cold``,
+    only ``runs`` processes on the cache already in place (the package's ``__pycache__``).
     """
-    runs = []
     with tempfile.TemporaryDirectory(prefix="hmat-numba-cache-") as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        for _ in range(3):
-            out = subprocess.run([sys.executable, "-c", _FIRST_CALL], env=env, check=True,
-                                 capture_output=True, text=True, timeout=timeout)
-            runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        n_files = sum(1 for _ in Path(cache).rglob("*.nbi"))
-    cold, warm = runs[0], runs[1:]
+        env = dict(os.environ)
+        if cold:
+            env["NUMBA_CACHE_DIR"] = cache
+        first = _fresh_process(env) if cold else None
+        warm = [_fresh_process(env) for _ in range(runs)]
+        n_files = sum(1 for _ in Path(cache).rglob("*.nbi")) if cold else None
     warm_first = float(np.median([r["first_products_s"] for r in warm]))
-    return {"cold": cold, "warm": warm, "cache_index_files": n_files,
-            "cold_first_products_s": cold["first_products_s"],
-            "warm_first_products_s": warm_first,
-            "compile_s": cold["first_products_s"] - warm_first,
-            "cache_works": warm_first < 0.25 * cold["first_products_s"]}
+    out = {"cold": first, "warm": warm, "warm_first_products_s": warm_first,
+           "warm_import_s": float(np.median([r["import_s"] for r in warm]))}
+    if cold:
+        out.update(cache_index_files=n_files, cold_first_products_s=first["first_products_s"],
+                   compile_s=first["first_products_s"] - warm_first,
+                   cache_works=warm_first < 0.25 * first["first_products_s"])
+    return out
 
 
 # ------------------------------------------------------------------------------ small layers

@@ -107,7 +107,7 @@ def test_build(benchmark, mat, setting):
 
 
 # ------------------------------------------------------------------------------ roofline
-STREAM_CASES = [(op, nb, th) for op in ("copy", "triad") for nb in CFG["stream_bytes"]
+STREAM_CASES = [(op, nb, th) for op in ("read", "copy", "triad") for nb in CFG["stream_bytes"]
                 for th in CFG["threads"]]
 
 
@@ -119,7 +119,10 @@ def test_stream(benchmark, op, nbytes, threads):
     n = nbytes // 8
     a, b, c = np.zeros(n), np.ones(n), np.full(n, 2.0)
     serial = threads == 1
-    if op == "copy":
+    if op == "read":
+        k = _stream.read_serial if serial else _stream.read
+        fn, moved = (lambda: k(b)), 8 * n
+    elif op == "copy":
         k = _stream.copy_serial if serial else _stream.copy
         fn, moved = (lambda: k(a, b)), 16 * n
     else:
