@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -101,6 +102,7 @@ def compress(
     col_coords=None,
     shape: tuple[int, int] | None = None,
     dtype=np.float64,
+    blas_threads: int | None = 1,
 ) -> HMatrix:
     """Approximate a matrix by an H-matrix.
 
@@ -122,7 +124,31 @@ def compress(
     leaf_size : smallest cluster size; blocks of two leaves are stored dense
     cluster : "index" (halve index ranges), "geometric" (needs ``row_coords``/``col_coords``) or
         "data" (group similar rows/columns; the permutation is applied inside ``@``)
+    blas_threads : BLAS threads during the build (default 1; None leaves BLAS as it is). The
+        build makes many small SVD/QR calls, where threaded BLAS gains little and, on a busy
+        machine, loses 10-100x to oversubscription.
     """
+    if blas_threads is None:
+        return _compress(A, rank, tol, method, adaptive, recompress, norm, admissibility, eta,
+                         leaf_size, cluster, row_coords, col_coords, shape, dtype)
+    if isinstance(blas_threads, bool) or not isinstance(blas_threads, (int, np.integer)) \
+            or blas_threads < 1:
+        raise ValueError(f"blas_threads must be a positive integer or None, got {blas_threads!r}")
+    with _blas_controller().limit(limits=int(blas_threads), user_api="blas"):
+        return _compress(A, rank, tol, method, adaptive, recompress, norm, admissibility, eta,
+                         leaf_size, cluster, row_coords, col_coords, shape, dtype)
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller():
+    """One threadpoolctl controller per process (creating it scans the loaded libraries)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def _compress(A, rank, tol, method, adaptive, recompress, norm, admissibility, eta, leaf_size,
+              cluster, row_coords, col_coords, shape, dtype) -> HMatrix:
     t_start = time.perf_counter()
     # ---- arguments -------------------------------------------------------------------------
     if (rank is None) == (tol is None):
