@@ -376,6 +376,7 @@ def test_repr_and_properties():
         (dict(rank=3, cluster="random"), ValueError, "cluster"),
         (dict(rank=3, cluster="geometric"), ValueError, "row_coords"),
         (dict(rank=3, adaptive=True), ValueError, "tol"),
+        (dict(rank=3, blas_threads=0), ValueError, "blas_threads"),
     ],
 )
 def test_bad_arguments(kwargs, exc, match):
