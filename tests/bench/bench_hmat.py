@@ -51,33 +51,36 @@ def _pedantic(benchmark, fn, **info):
 
 # ------------------------------------------------------------------------------ products
 def _product_cases():
-    for mat in CFG["matrices"]:
-        for dt in CFG["dtypes"]:
-            for p in CFG["ps"]:
-                for impl in CFG["impls"]:
-                    if impl == "hmat":
-                        for r in CFG["ranks"]:
-                            yield mat, dt, p, impl, r
-                    elif not (impl == "torch_int8" and dt != "float32"):
-                        yield mat, dt, p, impl, None
+    for th in CFG["threads"]:
+        for mat in CFG["matrices"]:
+            for dt in CFG["dtypes"]:
+                for p in CFG["ps"]:
+                    for impl in CFG["impls"]:
+                        if impl == "hmat":
+                            for r in CFG["ranks"]:
+                                yield th, mat, dt, p, impl, r
+                        elif not (impl == "torch_int8" and dt != "float32"):
+                            yield th, mat, dt, p, impl, None
 
 
 PRODUCT_CASES = list(_product_cases())
 
 
-@pytest.mark.parametrize("mat,dtype,p,impl,rank", PRODUCT_CASES,
-                         ids=[f"{m}-{d}-p{p}-{i}" + (f"-r{r}" if r else "")
-                              for m, d, p, i, r in PRODUCT_CASES])
-def test_product(benchmark, mat, dtype, p, impl, rank):
+@pytest.mark.parametrize("threads,mat,dtype,p,impl,rank", PRODUCT_CASES,
+                         ids=[f"t{t or 'all'}-{m}-{d}-p{p}-{i}" + (f"-r{r}" if r else "")
+                              for t, m, d, p, i, r in PRODUCT_CASES])
+def test_product(benchmark, threads, mat, dtype, p, impl, rank):
     W = _matrix_or_skip(mat)
     Hs = {rank: _hmatrix(mat, rank, dtype)} if impl == "hmat" else {}
     runners = bench.product_runners(W, Hs, p, dtype, impls=(impl,))
     (name, (fn, nbytes)), = runners.items()
-    benchmark.group = f"product {mat} {dtype} p={p}"
+    n_threads = threads or available_threads()
+    benchmark.group = f"product {mat} {dtype} p={p} threads={n_threads}"
     entries = Hs[rank].n_entries if Hs else W.size
-    _pedantic(benchmark, fn, kind="product", matrix=mat, dtype=dtype, p=p, impl=impl,
-              rank=rank, nbytes=int(nbytes), flops=2.0 * entries * p,
-              shape=list(W.shape))
+    with limit_threads(threads), bench._torch_threads(threads):
+        _pedantic(benchmark, fn, kind="product", matrix=mat, dtype=dtype, p=p, impl=impl,
+                  rank=rank, threads=n_threads, nbytes=int(nbytes), flops=2.0 * entries * p,
+                  shape=list(W.shape))
 
 
 # ------------------------------------------------------------------------------ build
