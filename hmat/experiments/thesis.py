@@ -386,9 +386,9 @@ def verdict_tradeoff(rows: dict) -> tuple[str, str]:
         ts_dec = all(a > b for a, b in pairwise(ts))
         lo_dec = all(a > b for a, b in pairwise(lo))
         checks += [ts_dec, lo_dec]
-        parts.append(f"{m}: time saving {' > '.join(f'{t:.1f}' for t in ts)} % "
+        parts.append(f"{m}: time saving {', '.join(f'{t:.1f}' for t in ts)} % "
                      f"({'decreasing' if ts_dec else 'not decreasing'}), loss "
-                     f"{' > '.join(f'{x:.2f}' for x in lo)} points "
+                     f"{', '.join(f'{x:.2f}' for x in lo)} points "
                      f"({'decreasing' if lo_dec else 'not decreasing'}) over ranks {ranks}")
     return _grade(sum(checks), len(checks)), "; ".join(parts)
 
