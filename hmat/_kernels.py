@@ -1,23 +1,26 @@
-"""Numba kernels for H-matrix products on the packed storage of :class:`hmat.HMatrix`.
+"""Numba kernels for H-matrix products on the row-panel storage of :class:`hmat.HMatrix`.
 
-Layout (all in permuted index space):
+Layout (all in permuted index space; see :mod:`hmat.hmatrix`):
 
-* ``lr_desc[b] = (r0, m, c0, n, k, off)``: low-rank block ``b`` is ``U @ Vt`` with ``U`` (m x k,
-  row-major) at ``lr_data[off:]`` and ``Vt`` (k x n, row-major) right after it.
-* ``d_desc[b] = (r0, m, c0, n, off)``: dense block (m x n, row-major) at ``d_data[off:]``.
+* The rows are cut into *chunks* (``chunks``) that no block boundary crosses. Chunk ``c`` owns one
+  row-major *panel* at ``panel[pan_off[c]:]``, ``L x W`` (``L`` rows of the chunk, ``W`` columns):
+  side by side, the chunk's rows of every dense block ``D_b`` and of every low-rank factor ``U_b``
+  that covers the chunk. The *segments* ``seg[s] = (item, src, len, pos)`` (CSR by ``seg_ptr``)
+  say what multiplies each column range ``pos:pos+len`` of the panel: for a dense block
+  (``item = ~b``) the input entries ``x[src:src+len]``, for a low-rank block (``item = b``) its
+  ``t_b = Vt_b x``. So a chunk's contribution is ONE small dense product, ``y_c = P_c z_c``, whose
+  rows are long and contiguous: this is what lets the kernels stream at the speed of a dense
+  matrix-vector product instead of stalling on hundreds of 20-to-40-entry rows.
+* ``vt[vt_off[b]:]`` holds ``Vt_b`` (``k x n``, row-major) of low-rank block ``b``.
 
 Vectors travel transposed: ``XT`` is ``(p, n)`` and ``YT`` is ``(p, m)``, C-contiguous, so that
-every inner loop is a dot product over contiguous memory in both operands (a matrix row against
-a vector), whatever the number of vectors ``p``; ``p = 1`` is the matrix-vector product.
+every inner loop is a dot product over contiguous memory in both operands, whatever ``p``.
 
-Schedule (built by :func:`hmat.hmatrix._schedule` for a thread count): the rows are cut into
-``tasks`` (``task_bounds``); ``task_items`` (CSR by ``task_ptr``) lists the blocks meeting each
-task's rows, ``b >= 0`` low-rank, ``~b`` dense. A task owns its rows of ``Y``, so threads never
-write the same entry. Cuts are placed where no block crosses them whenever that balances the work;
-the few low-rank blocks that a cut does cross (``shared``) get ``Vt x`` computed once, in a first
-parallel pass, and each task then applies its rows of ``U``. With no shared blocks the product is
-one parallel region: each task computes ``t = Vt x`` of its own blocks and applies ``U t`` at once,
-while ``t`` is hot.
+Schedule (built by :func:`hmat.hmatrix._schedule` for a thread count): consecutive chunks form one
+*task* per thread (``task_chunk``); a task computes ``t_b`` of the low-rank blocks that lie wholly
+in its rows (``task_lr``, CSR by ``task_ptr``), then its panels. The few low-rank blocks that a
+task cut crosses (``shared``) get ``t_b`` computed first, in a separate parallel pass. A task owns
+its rows of ``Y``, so threads never write the same entry.
 
 Micro-kernels: ``Y[i, q] += A[i, :] . X[q, :]`` on tiles of 4 rows x 1 vector, 2 rows x 4 vectors,
 4 rows x 2 vectors (and their remainders): each loaded row of ``A`` is used for several vectors and
@@ -54,6 +57,17 @@ def _dot_4x1(a0, a1, a2, a3, x0, n, zero):
         s2 += a2[j] * xj
         s3 += a3[j] * xj
     return s0, s1, s2, s3
+
+
+@njit(**_OPTS)
+def _dot_2x1(a0, a1, x0, n, zero):
+    s0 = zero
+    s1 = zero
+    for j in range(n):
+        xj = x0[j]
+        s0 += a0[j] * xj
+        s1 += a1[j] * xj
+    return s0, s1
 
 
 @njit(**_OPTS)
@@ -193,74 +207,73 @@ def _gemm_nt(a, off, m, n, XT, c0, YT, r0, zero):
             YT[q, r0 + i + 2] += s2
             YT[q, r0 + i + 3] += s3
             i += 4
-        while i < m:
+        if i + 2 <= m:
+            o = off + i * n
+            s0, s1 = _dot_2x1(a[o:o + n], a[o + n:o + 2 * n], x0, n, zero)
+            YT[q, r0 + i] += s0
+            YT[q, r0 + i + 1] += s1
+            i += 2
+        if i < m:
             o = off + i * n
             YT[q, r0 + i] += _dot_1x1(a[o:o + n], x0, n, zero)
-            i += 1
 
 
 # ---------------------------------------------------------------- one block, one task
 @njit(**_OPTS)
-def _vt_block(b, lr_desc, lr_data, XT, TT, zero):
-    """``TT[:, :k] = (Vt_b @ XT[:, cols_b].T).T``: the ``t`` of one low-rank block."""
-    m, c0, n, k, off = lr_desc[b, 1], lr_desc[b, 2], lr_desc[b, 3], lr_desc[b, 4], lr_desc[b, 5]
-    TT[:, :k] = zero
-    _gemm_nt(lr_data, off + m * k, k, n, XT, c0, TT, 0, zero)
+def _vt_block(b, lr_desc, vt, vt_off, XT, T, t_off_p, zero):
+    """``t_b`` of low-rank block ``b`` for all vectors: ``T_b (p x k) = (Vt_b X_b)^T``."""
+    c0, n, k = lr_desc[b, 2], lr_desc[b, 3], lr_desc[b, 4]
+    p = XT.shape[0]
+    TT = T[t_off_p[b]:t_off_p[b + 1]].reshape((p, k))
+    TT[:, :] = zero
+    _gemm_nt(vt, vt_off[b], k, n, XT, c0, TT, 0, zero)
 
 
 @njit(**_OPTS)
-def _run_task(task, lr_desc, lr_data, d_desc, d_data, t_off_p, task_bounds, task_ptr, task_items,
-              XT, YT, T, kmax, zero):
-    """All contributions to the rows ``task_bounds[task]:task_bounds[task + 1]`` of ``H X``."""
-    lo, hi = task_bounds[task], task_bounds[task + 1]
+def _run_task(task, panel, pan_off, chunks, seg_ptr, seg, vt, vt_off, lr_desc, t_off_p,
+              task_chunk, task_ptr, task_lr, wmax, XT, YT, T, zero):
+    """All contributions to the rows of the chunks ``task_chunk[task]:task_chunk[task + 1]``."""
     p = XT.shape[0]
-    YT[:, lo:hi] = zero
-    tt = np.empty((p, kmax), dtype=YT.dtype)
     for it in range(task_ptr[task], task_ptr[task + 1]):
-        item = task_items[it]
-        if item >= 0:
-            r0, m, k, off = lr_desc[item, 0], lr_desc[item, 1], lr_desc[item, 4], lr_desc[item, 5]
-            if k == 0:
-                continue
-            if r0 >= lo and r0 + m <= hi:  # owned: t computed here and used at once
-                _vt_block(item, lr_desc, lr_data, XT, tt, zero)
-                src = tt
-            else:  # shared with another task: t was computed in the first pass
-                src = T[t_off_p[item]:t_off_p[item + 1]].reshape((p, k))
-            a, e = max(lo, r0), min(hi, r0 + m)
-            _gemm_nt(lr_data, off + (a - r0) * k, e - a, k, src, 0, YT, a, zero)
-        else:
-            d = ~item
-            r0, m, c0, n, off = d_desc[d, 0], d_desc[d, 1], d_desc[d, 2], d_desc[d, 3], d_desc[d, 4]
-            a, e = max(lo, r0), min(hi, r0 + m)
-            _gemm_nt(d_data, off + (a - r0) * n, e - a, n, XT, c0, YT, a, zero)
+        _vt_block(task_lr[it], lr_desc, vt, vt_off, XT, T, t_off_p, zero)
+    Z = np.empty((p, wmax), dtype=YT.dtype)
+    for c in range(task_chunk[task], task_chunk[task + 1]):
+        lo, hi = chunks[c], chunks[c + 1]
+        width = 0
+        for s in range(seg_ptr[c], seg_ptr[c + 1]):
+            item, src, ln, pos = seg[s, 0], seg[s, 1], seg[s, 2], seg[s, 3]
+            if item >= 0:
+                Z[:, pos:pos + ln] = T[t_off_p[item]:t_off_p[item + 1]].reshape((p, ln))
+            else:
+                Z[:, pos:pos + ln] = XT[:, src:src + ln]
+            width = max(width, pos + ln)
+        YT[:, lo:hi] = zero
+        if width > 0:
+            _gemm_nt(panel, pan_off[c], hi - lo, width, Z, 0, YT, lo, zero)
 
 
 # ---------------------------------------------------------------- entry point
 @njit(**_OPTS)
 def _workspace(t_off, p, dtype_of):
-    """Offsets of each block's ``t`` for ``p`` vectors and the buffer of the shared blocks' ``t``
+    """Offsets of each block's ``t`` for ``p`` vectors and the buffer of all ``t``
     (outside the parallel function: there numba would turn ``t_off * p`` into a parallel loop)."""
     t_off_p = t_off * p
     return t_off_p, np.empty(t_off_p[-1], dtype=dtype_of.dtype)
 
 
 @njit(**_OPTS)
-def _product_serial(lr_desc, lr_data, d_desc, d_data, t_off_p, task_bounds, task_ptr, task_items,
-                    shared, kmax, XT, YT, T, zero):
-    p = XT.shape[0]
+def _product_serial(panel, pan_off, chunks, seg_ptr, seg, vt, vt_off, lr_desc, t_off_p,
+                    task_chunk, task_ptr, task_lr, shared, wmax, XT, YT, T, zero):
     for s in range(shared.shape[0]):
-        b = shared[s]
-        _vt_block(b, lr_desc, lr_data, XT,
-                  T[t_off_p[b]:t_off_p[b + 1]].reshape((p, lr_desc[b, 4])), zero)
-    for task in range(task_bounds.shape[0] - 1):
-        _run_task(task, lr_desc, lr_data, d_desc, d_data, t_off_p, task_bounds, task_ptr,
-                  task_items, XT, YT, T, kmax, zero)
+        _vt_block(shared[s], lr_desc, vt, vt_off, XT, T, t_off_p, zero)
+    for task in range(task_chunk.shape[0] - 1):
+        _run_task(task, panel, pan_off, chunks, seg_ptr, seg, vt, vt_off, lr_desc, t_off_p,
+                  task_chunk, task_ptr, task_lr, wmax, XT, YT, T, zero)
 
 
 @njit(parallel=True, **_OPTS)
-def product(lr_desc, lr_data, d_desc, d_data, t_off, task_bounds, task_ptr, task_items, shared,
-            kmax, XT, YT, zero, parallel):
+def product(panel, pan_off, chunks, seg_ptr, seg, vt, vt_off, lr_desc, t_off, task_chunk,
+            task_ptr, task_lr, shared, wmax, XT, YT, zero, parallel):
     """``YT = (H @ XT.T).T`` for ``XT (p, n)``, ``YT (p, m)``, C-contiguous. First the shared
     blocks' ``t``, then the tasks; over the threads when ``parallel`` (``numba.set_num_threads``
     sets how many), else on the calling thread, which saves starting a parallel region on small
@@ -269,45 +282,44 @@ def product(lr_desc, lr_data, d_desc, d_data, t_off, task_bounds, task_ptr, task
     p = XT.shape[0]
     t_off_p, T = _workspace(t_off, p, YT)
     if not parallel:
-        _product_serial(lr_desc, lr_data, d_desc, d_data, t_off_p, task_bounds, task_ptr,
-                        task_items, shared, kmax, XT, YT, T, zero)
+        _product_serial(panel, pan_off, chunks, seg_ptr, seg, vt, vt_off, lr_desc, t_off_p,
+                        task_chunk, task_ptr, task_lr, shared, wmax, XT, YT, T, zero)
         return
     if shared.shape[0] > 0:  # an empty prange would still start a parallel region
         for s in prange(shared.shape[0]):
-            b = shared[s]
-            _vt_block(b, lr_desc, lr_data, XT,
-                      T[t_off_p[b]:t_off_p[b + 1]].reshape((p, lr_desc[b, 4])), zero)
-    for task in prange(task_bounds.shape[0] - 1):
-        _run_task(task, lr_desc, lr_data, d_desc, d_data, t_off_p, task_bounds, task_ptr,
-                  task_items, XT, YT, T, kmax, zero)
+            _vt_block(shared[s], lr_desc, vt, vt_off, XT, T, t_off_p, zero)
+    for task in prange(task_chunk.shape[0] - 1):
+        _run_task(task, panel, pan_off, chunks, seg_ptr, seg, vt, vt_off, lr_desc, t_off_p,
+                  task_chunk, task_ptr, task_lr, wmax, XT, YT, T, zero)
 
 
 @njit(cache=True, fastmath=True)
-def rmatmat(lr_desc, lr_data, d_desc, d_data, X, Y):
-    """``Y = H^T X`` (serial; used for adjoints, not on the hot path)."""
+def rmatmat(panel, pan_off, chunks, seg_ptr, seg, vt, vt_off, lr_desc, t_off, X, Y):
+    """``Y = H^T X`` for ``X (m, p)``, ``Y (n, p)`` (serial; adjoints, not the hot path):
+    ``P_c^T`` scatters each chunk's rows into ``x`` (dense) or ``t`` (low rank), then
+    ``Vt_b^T t_b``."""
     p = X.shape[1]
-    Y[:] = 0.0
+    Y[:, :] = 0.0
+    T = np.zeros((t_off[-1], p), dtype=Y.dtype)
+    for c in range(chunks.shape[0] - 1):
+        lo, hi = chunks[c], chunks[c + 1]
+        width = 0
+        for s in range(seg_ptr[c], seg_ptr[c + 1]):
+            width = max(width, seg[s, 3] + seg[s, 2])
+        P = panel[pan_off[c]:pan_off[c] + (hi - lo) * width].reshape((hi - lo, width))
+        for s in range(seg_ptr[c], seg_ptr[c + 1]):
+            item, src, ln, pos = seg[s, 0], seg[s, 1], seg[s, 2], seg[s, 3]
+            out = T[t_off[item]:t_off[item] + ln] if item >= 0 else Y[src:src + ln]
+            for i in range(hi - lo):
+                for j in range(ln):
+                    a = P[i, pos + j]
+                    for q in range(p):
+                        out[j, q] += a * X[lo + i, q]
     for b in range(lr_desc.shape[0]):
-        r0, m, c0, n = lr_desc[b, 0], lr_desc[b, 1], lr_desc[b, 2], lr_desc[b, 3]
-        k, off = lr_desc[b, 4], lr_desc[b, 5]
-        u = lr_data[off: off + m * k].reshape((m, k))
-        vt = lr_data[off + m * k: off + m * k + k * n].reshape((k, n))
-        t = np.zeros((k, p), dtype=Y.dtype)
-        for i in range(m):
-            for r in range(k):
-                a = u[i, r]
-                for q in range(p):
-                    t[r, q] += a * X[r0 + i, q]
+        c0, n, k = lr_desc[b, 2], lr_desc[b, 3], lr_desc[b, 4]
+        v = vt[vt_off[b]:vt_off[b] + k * n].reshape((k, n))
         for r in range(k):
             for j in range(n):
-                a = vt[r, j]
+                a = v[r, j]
                 for q in range(p):
-                    Y[c0 + j, q] += a * t[r, q]
-    for d in range(d_desc.shape[0]):
-        r0, m, c0, n, off = d_desc[d, 0], d_desc[d, 1], d_desc[d, 2], d_desc[d, 3], d_desc[d, 4]
-        a2 = d_data[off: off + m * n].reshape((m, n))
-        for i in range(m):
-            for j in range(n):
-                a = a2[i, j]
-                for q in range(p):
-                    Y[c0 + j, q] += a * X[r0 + i, q]
+                    Y[c0 + j, q] += a * T[t_off[b] + r, q]

@@ -94,7 +94,9 @@ def test_adaptive_bound_is_certified(a, method, leaf, tol, cluster):
     # the recorded error is that of the stored factors in exact arithmetic; to_dense() rounds
     rounding = 10 * np.finfo(a.dtype).eps * np.linalg.norm(a64)
     assert abs(H.info["rel_error_fro"] * np.linalg.norm(a64) - err) <= 1e-6 * err + rounding
-    assert H.nbytes - H.dense_nbytes <= 4096 + 64 * H.n_blocks  # never much above dense
+    # never much above dense: beyond the entries, only ~100-200 bytes of tables per block
+    assert H.n_entries <= a.size
+    assert H.nbytes - H.dense_nbytes <= 4096 + 200 * H.n_blocks
 
 
 @SETTINGS

@@ -12,7 +12,7 @@ import pytest
 
 import hmat
 from hmat import _kernels
-from hmat.hmatrix import HMatrix, _schedule
+from hmat.hmatrix import HMatrix, _chunk_cost, _schedule
 
 RNG = np.random.default_rng(20240607)
 
@@ -99,24 +99,45 @@ def test_schedules_with_shared_blocks(n_tasks, parallel):
     """Any task count, cuts inside blocks (shared blocks), serial and parallel: same product."""
     A = _kernel_matrix(203, 157)
     H = hmat.compress(A, rank=6, leaf_size=9, admissibility="weak")
-    plan = _schedule(H.shape, H.lr_desc, H.d_desc, n_tasks)
-    bounds = plan.task_bounds
-    assert bounds[0] == 0 and bounds[-1] == H.shape[0] and np.all(np.diff(bounds) > 0)
-    # every block meets exactly the tasks its rows overlap, once each
-    for t in range(len(bounds) - 1):
-        items = plan.task_items[plan.task_ptr[t]:plan.task_ptr[t + 1]]
-        assert len(set(items.tolist())) == len(items)
-        for b, (r0, m, *_rest) in enumerate(H.lr_desc):
-            assert (b in items) == (r0 < bounds[t + 1] and r0 + m > bounds[t])
-    crossed = [b for b, (r0, m, *_r) in enumerate(H.lr_desc)
-               if np.any((bounds > r0) & (bounds < r0 + m))]
-    assert plan.shared.tolist() == crossed
+    pn = H._pn
+    plan = _schedule(pn.chunks, _chunk_cost(pn, H.lr_desc), H.lr_desc, n_tasks)
+    tc = plan.task_chunk
+    assert tc[0] == 0 and tc[-1] == len(pn.chunks) - 1 and np.all(np.diff(tc) > 0)
+    bounds = pn.chunks[tc]
+    # every live low-rank block is owned by the one task holding all its rows, or shared
+    owned = [set(plan.task_lr[plan.task_ptr[t]:plan.task_ptr[t + 1]].tolist())
+             for t in range(len(tc) - 1)]
+    for b, (r0, m, _, _, k, _) in enumerate(H.lr_desc):
+        inside = [t for t in range(len(tc) - 1) if bounds[t] <= r0 and r0 + m <= bounds[t + 1]]
+        if k == 0:
+            assert b not in plan.shared and all(b not in o for o in owned)
+        elif inside:
+            assert b in owned[inside[0]] and b not in plan.shared
+        else:
+            assert b in plan.shared and all(b not in o for o in owned)
     for p in (1, 3, 6):
         XT = RNG.standard_normal((p, H.shape[1]))
         YT = np.full((p, H.shape[0]), np.nan)
-        _kernels.product(H.lr_desc, H.lr_data, H.d_desc, H.d_data, H._t_off, *plan, H._kmax,
-                         XT, YT, 0.0, parallel)
+        _kernels.product(pn.panel, pn.pan_off, pn.chunks, pn.seg_ptr, pn.seg, pn.vt, pn.vt_off,
+                         H.lr_desc, pn.t_off, *plan, H._wmax, XT, YT, 0.0, parallel)
         np.testing.assert_allclose(YT, (H.to_dense() @ XT.T).T, atol=1e-11)
+
+
+def test_panels_hold_every_block_once():
+    """The row panels are a rearrangement of the block factors: block form round-trips."""
+    A = _kernel_matrix(150, 110)
+    for kw in (dict(rank=5, leaf_size=8), dict(tol=1e-3, adaptive=True, leaf_size=8),
+               dict(rank=3, leaf_size=7, cluster="data")):
+        H = hmat.compress(A, **kw)
+        H2 = HMatrix(H.shape, H.lr_desc, H.lr_data, H.d_desc, H.d_data, H.row_perm, H.col_perm)
+        np.testing.assert_array_equal(H2._pn.panel, H._pn.panel)
+        np.testing.assert_array_equal(H2.to_dense(), H.to_dense())
+        assert H.n_entries == int(np.sum(H.lr_desc[:, 4] * (H.lr_desc[:, 1] + H.lr_desc[:, 3]))
+                                  + np.sum(H.d_desc[:, 1] * H.d_desc[:, 3]))
+        for b in range(len(H.lr_desc)):
+            u, vt = H.lowrank_factors(b)
+            r0, m, c0, n, k, _ = H.lr_desc[b]
+            assert u.shape == (m, k) and vt.shape == (k, n)
 
 
 def test_serial_and_parallel_paths(monkeypatch):
@@ -132,10 +153,12 @@ def test_serial_and_parallel_paths(monkeypatch):
 
 def test_nbytes_counts_the_schedule():
     H = hmat.compress(_kernel_matrix(100, 100), rank=4, leaf_size=8)
-    stored = (H.lr_desc.nbytes + H.lr_data.nbytes + H.d_desc.nbytes + H.d_data.nbytes
-              + H._t_off.nbytes + H._plan.nbytes)
+    stored = (H.lr_desc.nbytes + H.d_desc.nbytes + sum(a.nbytes for a in H._pn)
+              + H._plan.nbytes)
     assert H.nbytes == stored
     assert H._plan.nbytes > 0
+    entries = H.lr_data.size + H.d_data.size  # block form holds the same entries
+    assert H._pn.panel.size + H._pn.vt.size == entries
 
 
 def test_products_survive_save_load(tmp_path):

@@ -221,11 +221,13 @@ def _hmatrix_to_budget(linear, budget, hmatrix_kwargs):
         tol = plan.tol_for_bytes(target)
         if tol is None:
             break
-        mod = HLinear.from_linear(linear, tol=min(tol * 1.0005, 0.999), adaptive=True,
-                                  **hmatrix_kwargs)
+        tol = min(tol * 1.0005, 0.999)
+        mod = HLinear.from_linear(linear, tol=tol, adaptive=True, **hmatrix_kwargs)
         if mod.nbytes <= budget:
             return mod
-        target -= mod.nbytes - budget + 8
+        # the tables beyond the plan's estimate (segments, offsets, schedule): leave room for them
+        tables = mod.nbytes - plan.predicted_nbytes(tol)
+        target = min(target - 8, budget - tables)
     raise ValueError(f"budget {budget} B is below the smallest adaptive H-matrix of this layer "
                      "(tolerances up to 0.999)")
 
