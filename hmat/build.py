@@ -7,9 +7,13 @@
   ``tol * ||A_b||_F`` per block; a block whose exact local error (with the stored, rounded
   factors) exceeds its share, at any rank cheaper than dense, is subdivided, down to dense leaves.
   Since the blocks partition A, ``||A - H||_F^2 = sum_b ||A_b - H_b||_F^2 <= tol^2 ||A||_F^2``:
-  the bound is certified, and the exact achieved error is recorded in ``H.info``.
-* Recompression: bottom up, the children of a block are merged into one low-rank parent where
-  that stores fewer bytes and the parent still meets its share of the budget.
+  the bound is certified, and the exact achieved error is recorded in ``H.info``. Children are
+  built before their parent is tried, and the parent stays in low rank only where that stores
+  fewer bytes than its children: subdivision and recompression in one pass, so the build finds
+  the cheapest partition that meets every share.
+* Recompression (``recompress=True``, for tolerance builds): bottom up, the children of a block
+  are merged into one low-rank parent where that stores fewer bytes and the parent still meets
+  its share of the budget.
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ class _Node:
     vt: np.ndarray | None = None
     d: np.ndarray | None = None
     err2: float = 0.0  # squared exact Frobenius error of this leaf (nan if unknown)
+    kids: list | None = None  # adaptive planning: the children considered
+    alt: int = 0  # adaptive planning: entries stored by the best alternative to low rank
+    plan: str = ""  # adaptive planning: "lowrank", "zero", "dense" or "split"
 
     def cost(self) -> int:
         if self.kind == "lowrank":
@@ -233,41 +240,110 @@ def _compress(A, rank, tol, method, adaptive, recompress, norm, admissibility, e
 
     # ---- build -----------------------------------------------------------------------------
     tol2 = None if tol is None else tol * tol
-    # methods that form the block anyway: first check with singular values only (several times
-    # cheaper than a full SVD) whether ANY rank <= cap can meet the share; ACA stays matrix-light
+    # methods that form the block anyway plan the partition from singular values first (several
+    # times cheaper than factorising every candidate); ACA stays matrix-light in one pass
     prescreen = adaptive and method in ("svd", "rrqr", "qr")
 
     def build(node):
         bm, bn = size(node)
         leafy = rows.is_leaf(node.s) and cols.is_leaf(node.t)
         if adm(rows, node.s, cols, node.t):
-            if adaptive:
-                # any rank cheaper than dense, chosen to meet this block's share of the budget
-                cap = (bm * bn - 1) // (bm + bn)
-                if cap >= 1:
-                    blk = block(node.s, node.t)
-                    share2 = tol2 * float(np.sum(blk.astype(np.float64) ** 2))
-                    if prescreen and _optimal_err2(blk, cap) > share2:
-                        cap = 0  # Eckart-Young: no rank <= cap meets the share; subdivide
-                if cap >= 1:
-                    u, vt = lowrank(node, Accuracy(rtol=tol, max_rank=cap))
-                    e2 = exact_err2(node, u, vt)
-                    if e2 <= share2:
-                        node.kind, node.u, node.vt, node.err2 = "lowrank", u, vt, e2
-                        return node
-            else:
-                u, vt = lowrank(node, acc)
-                if u.shape[1] * (bm + bn) < bm * bn:
-                    node.kind, node.u, node.vt = "lowrank", u, vt
-                    node.err2 = exact_err2(node, u, vt) if a is not None else math.nan
-                    return node
-                return dense_leaf(node)  # low rank would store more than the block itself
+            u, vt = lowrank(node, acc)
+            if u.shape[1] * (bm + bn) < bm * bn:
+                node.kind, node.u, node.vt = "lowrank", u, vt
+                node.err2 = exact_err2(node, u, vt) if a is not None else math.nan
+                return node
+            return dense_leaf(node)  # low rank would store more than the block itself
         if leafy:
             return dense_leaf(node)
         node.children = [build(c) for c in children_of(node)]
         return node
 
-    root = build(_Node(0, 0))
+    def lowrank_within_share(node, kmax):
+        """Factors of rank <= kmax whose exact error meets the block's share, else None."""
+        blk = block(node.s, node.t)
+        share2 = tol2 * float(np.sum(blk.astype(np.float64) ** 2))
+        if kmax < 1:
+            return None
+        u, vt = lowrank(node, Accuracy(rtol=tol, max_rank=kmax))
+        e2 = exact_err2(node, u, vt)
+        return (u, vt, e2) if e2 <= share2 else None
+
+    def set_lowrank(node, u, vt, e2):
+        node.kind, node.u, node.vt, node.err2, node.children = "lowrank", u, vt, e2, None
+        return node
+
+    def set_zero(node):
+        bm, bn = size(node)
+        return set_lowrank(node, np.zeros((bm, 0), dt), np.zeros((0, bn), dt), 0.0)
+
+    def plan(node):
+        """Pass 1 (methods that form the block anyway): the cheapest partition, in stored
+        entries, from singular values alone. A block may be low rank (the smallest rank whose
+        Eckart-Young error meets its share), dense, or split into its children; children are
+        planned first and the parent keeps whichever option stores fewer entries."""
+        bm, bn = size(node)
+        leafy = rows.is_leaf(node.s) and cols.is_leaf(node.t)
+        node.kids = None if leafy else children_of(node)
+        node.alt = bm * bn if leafy else sum(plan(c) for c in node.kids)
+        node.plan = "dense" if leafy or node.alt >= bm * bn else "split"
+        best = min(node.alt, bm * bn)
+        if adm(rows, node.s, cols, node.t):
+            blk = block(node.s, node.t).astype(np.float64)
+            sv = np.linalg.svd(blk, compute_uv=False)
+            tail2 = np.append(np.cumsum((sv ** 2)[::-1])[::-1], 0.0)
+            k = int(np.argmax(tail2 <= tol2 * tail2[0]))
+            if tail2[0] == 0.0:
+                node.plan, best = "zero", 0
+            elif k * (bm + bn) < best:
+                node.plan, best = "lowrank", k * (bm + bn)
+        return best
+
+    def realize(node):
+        """Pass 2: compute the factors of the planned partition and check every share exactly;
+        a block whose factors miss their share falls back to its alternative."""
+        bm, bn = size(node)
+        if node.plan == "zero":
+            return set_zero(node)
+        if node.plan == "lowrank":
+            # the SVD-optimal rank is a lower bound; any rank that still stores less will do
+            kmax = min((bm * bn - 1) // (bm + bn), (min(node.alt, bm * bn) - 1) // (bm + bn))
+            got = lowrank_within_share(node, kmax)
+            if got is not None:
+                return set_lowrank(node, *got)
+        if node.kids is None or node.alt >= bm * bn:
+            return dense_leaf(node)
+        node.children = [realize(c) for c in node.kids]
+        return node
+
+    def build_adaptive(node):
+        """One pass (ACA, which never forms an admissible block): the same choice as
+        :func:`plan` with the compressor's own factors and exact errors."""
+        bm, bn = size(node)
+        leafy = rows.is_leaf(node.s) and cols.is_leaf(node.t)
+        kids = None if leafy else [build_adaptive(c) for c in children_of(node)]
+        alt = bm * bn if leafy else sum(c.cost() for c in kids)
+        if adm(rows, node.s, cols, node.t):
+            blk = block(node.s, node.t)
+            if not np.any(blk):
+                return set_zero(node)
+            kmax = min((bm * bn - 1) // (bm + bn), (min(alt, bm * bn) - 1) // (bm + bn))
+            got = lowrank_within_share(node, kmax)
+            if got is not None:
+                return set_lowrank(node, *got)
+        if kids is None or alt >= bm * bn:
+            return dense_leaf(node)
+        node.children = kids
+        return node
+
+    root = _Node(0, 0)
+    if not adaptive:
+        build(root)
+    elif prescreen:
+        plan(root)
+        realize(root)
+    else:
+        build_adaptive(root)
     if recompress:
         _recompress(root, block, lowrank, exact_err2, tol2)
 
@@ -286,12 +362,6 @@ def _compress(A, rank, tol, method, adaptive, recompress, norm, admissibility, e
         if adaptive:  # every leaf was checked against its share with its stored factors
             H.info["certified_bound"] = tol
     return H
-
-
-def _optimal_err2(blk: np.ndarray, k: int) -> float:
-    """Squared Frobenius error of the best rank-k approximation (a lower bound for any method)."""
-    s = np.linalg.svd(blk, compute_uv=False).astype(np.float64)
-    return float(np.sum(s[k:] ** 2))
 
 
 def _sum_err2(node) -> float:

@@ -1,9 +1,10 @@
 """Find the adaptive tolerance whose H-matrix fits a byte budget, without building many.
 
-The adaptive build of :func:`hmat.compress` (``adaptive=True``, every block a candidate) keeps a
-block in low rank when a rank below the dense break-even ``cap = (m n - 1) // (m + n)`` meets the
-block's share ``tol * ||A_b||_F`` of the budget; otherwise it splits the block, down to dense
-leaves. With truncated SVD that decision depends only on each block's singular values, so one SVD
+The adaptive build of :func:`hmat.compress` (``adaptive=True``, every block a candidate) plans
+children first and keeps a block in low rank when the smallest rank meeting the block's share
+``tol * ||A_b||_F`` of the budget stores fewer entries than its children (and than dense);
+otherwise it splits the block, or stores it dense where splitting saves nothing. With truncated
+SVD that decision depends only on each block's singular values, so one SVD
 per node of the block tree (a few dozen for a hidden layer) predicts the stored entries for every
 tolerance; the bisection over ``tol`` then costs nothing, and only the final H-matrix is built
 (and its exact ``nbytes`` checked).
@@ -58,24 +59,28 @@ class AdaptivePlan:
         visit(0, 0)
 
     def predict(self, tol: float) -> tuple[int, int, int]:
-        """(stored entries, low-rank blocks, dense blocks) of the adaptive build at ``tol``."""
-        entries = n_lr = n_d = 0
-        stack = [0]
-        while stack:
-            bm, bn, cap, tails, norm, kids, leafy = self.nodes[stack.pop()]
-            if cap >= 1:
-                ok = np.flatnonzero(tails <= tol * norm)
-                k = int(ok[0]) if ok.size else len(tails) - 1
-                if k <= cap:
-                    entries += k * (bm + bn)
-                    n_lr += 1
-                    continue
+        """(stored entries, low-rank blocks, dense blocks) of the adaptive build at ``tol``:
+        children first; a block is low rank at the smallest rank meeting its share when that
+        stores fewer entries than both its children's best and its dense form, and dense (at
+        any level) when its children would store no less than the dense block."""
+
+        def best(idx):
+            bm, bn, cap, tails, norm, kids, leafy = self.nodes[idx]
             if leafy:
-                entries += bm * bn
-                n_d += 1
-                continue
-            stack.extend(kids)
-        return entries, n_lr, n_d
+                alt = (bm * bn, 0, 1)
+            else:
+                parts = [best(c) for c in kids]
+                alt = tuple(int(sum(p[i] for p in parts)) for i in range(3))
+                if alt[0] >= bm * bn:
+                    alt = (bm * bn, 0, 1)
+            if norm == 0.0:
+                return (0, 1, 0)
+            k = int(np.flatnonzero(tails <= tol * norm)[0])
+            if k * (bm + bn) < alt[0]:
+                return (k * (bm + bn), 1, 0)
+            return alt
+
+        return best(0)
 
     def predicted_nbytes(self, tol: float) -> int:
         """Factor and dense bytes plus the descriptor tables (the schedule is not included)."""
