@@ -412,13 +412,14 @@ def _le_tie(a: float, b: float, tie: float = 0.05) -> bool:
     return a <= b * (1.0 + tie)
 
 
-def verdict_fig2_order(mean_time: dict) -> tuple[str, str]:
+def verdict_fig2_order(mean_time: dict, what: str = "time per product",
+                       fmt: str = "{:.1f} us") -> tuple[str, str]:
     """T-fig2-svd-fastest: mean time over ranks ordered SVD <= QR <= ACA (5 % ties)."""
     s, q, a = mean_time["svd"], mean_time["rrqr"], mean_time["aca"]
     ok = [_le_tie(s, q), _le_tie(q, a)]
     spread = (max(s, q, a) - min(s, q, a)) / min(s, q, a)
-    text = (f"mean time per product over the ranks: SVD {s:.1f} us, QR {q:.1f} us, ACA "
-            f"{a:.1f} us (spread {100 * spread:.1f} %; ties within 5 % count as equal)")
+    text = (f"mean {what} over the ranks: SVD {fmt.format(s)}, QR {fmt.format(q)}, ACA "
+            f"{fmt.format(a)} (spread {100 * spread:.1f} %; ties within 5 % count as equal)")
     return _grade(sum(ok), 2), text
 
 
@@ -437,15 +438,14 @@ def verdict_fig2_close(ranks, times: dict) -> tuple[str, str]:
                                 f"{100 * s_hi:.1f} % at ranks > 20")
 
 
-def verdict_fig2_monotone(ranks, times) -> tuple[str, str]:
+def verdict_fig2_monotone(ranks, times, what: str = "SVD product time") -> tuple[str, str]:
     """T-fig2-lower-rank-faster: Spearman correlation of rank and time (SVD) >= 0.8;
     0.5 to 0.8 counts as partly."""
     from scipy.stats import spearmanr
 
     rho = float(spearmanr(ranks, times).statistic)
     verdict = REPRODUCED if rho >= 0.8 else (PARTLY if rho >= 0.5 else NOT)
-    return verdict, (f"Spearman correlation of rank and SVD product time: {rho:.2f} "
-                     "(criterion >= 0.8)")
+    return verdict, f"Spearman correlation of rank and {what}: {rho:.2f} (criterion >= 0.8)"
 
 
 def verdict_fig3_smaller(ranks, ratio: dict) -> tuple[str, str]:
