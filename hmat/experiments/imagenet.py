@@ -542,7 +542,7 @@ def _compute_features(model, source, images, key_doc, path, batch_size, num_work
                       progress) -> Features:
     import torch
     from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # text bars: no ipywidgets needed in executed notebooks
 
     layer = last_layer(model)
     captured = []

@@ -286,7 +286,7 @@ def rank_sweep(layer: Layer, methods, ranks, *, n_products: int = 0, threads=Non
                rounds: int = 20, progress: bool = True, **compress_kw) -> list[dict]:
     """The thesis' sweep: one H-matrix per (rank, method) with the same fixed rank in every
     admissible block, scored by :func:`evaluate` (timed when ``n_products > 0``)."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # text bars: no ipywidgets needed in executed notebooks
 
     ranks = parse_ranks(ranks)
     for m in methods:
