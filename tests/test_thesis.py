@@ -85,9 +85,13 @@ def test_verdicts_of_the_text_claims():
     assert th.verdict_model_dependent({"a": (50, 2), "b": (30, 2)})[0] == "reproduced"
     assert th.verdict_fig2_order({"svd": 1.0, "rrqr": 1.02, "aca": 1.5})[0] == "reproduced"
     assert th.verdict_fig2_order({"svd": 2.0, "rrqr": 1.0, "aca": 1.5})[0] == "partly reproduced"
+    v, text = th.verdict_fig2_order({"svd": 1.0, "rrqr": 1.01, "aca": 0.99})
+    assert v == "partly reproduced" and "tied" in text  # a tie is no order
     ranks = [5, 10, 20, 30, 50]
     t = {"svd": [1, 1, 1, 1, 1], "rrqr": [1.01, 1, 1, 1.2, 1.3], "aca": [1, 1, 1, 1.5, 1.6]}
     assert th.verdict_fig2_close(ranks, t)[0] == "reproduced"
+    flat = {"svd": [1] * 5, "rrqr": [1.04] * 5, "aca": [1.045] * 5}  # close everywhere
+    assert th.verdict_fig2_close(ranks, flat)[0] == "partly reproduced"
     assert th.verdict_fig2_close([5, 10], {k: v[:2] for k, v in t.items()})[0] == \
         "not testable here"
     assert th.verdict_fig2_monotone(ranks, [1, 2, 3, 4, 5])[0] == "reproduced"
@@ -101,8 +105,11 @@ def test_verdicts_of_storage_and_accuracy():
     assert th.verdict_fig3_smaller(ranks, ratio)[0] == "reproduced"
     assert th.verdict_fig3_svd_qr_equal(ranks, nb)[0] == "reproduced"
     assert th.verdict_fig3_aca_least(ranks, nb, 100)[0] == "reproduced"
+    nb["aca"] = [10, 50, 97, 99]  # never less than SVD, but equal is not "least compression"
+    assert th.verdict_fig3_aca_least(ranks, nb, 100)[0] == "reproduced"
     nb["aca"] = nb["svd"]
-    assert th.verdict_fig3_aca_least(ranks, nb, 100)[0] == "partly reproduced"
+    v, text = th.verdict_fig3_aca_least(ranks, nb, 100)
+    assert v == "not reproduced" and "==" in text
     assert th.verdict_fig4_order({"svd": 70, "rrqr": 65, "aca": 10})[0] == "reproduced"
     assert th.verdict_fig4_drop([1, 50, 100], [30, 3, 1])[0] == "reproduced"
     v, text = th.verdict_fig4_drop([1, 50, 70], [30, 3, 1])

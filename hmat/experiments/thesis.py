@@ -420,12 +420,15 @@ def verdict_fig2_order(mean_time: dict, what: str = "time per product",
     spread = (max(s, q, a) - min(s, q, a)) / min(s, q, a)
     text = (f"mean {what} over the ranks: SVD {fmt.format(s)}, QR {fmt.format(q)}, ACA "
             f"{fmt.format(a)} (spread {100 * spread:.1f} %; ties within 5 % count as equal)")
+    if all(ok) and spread <= 0.05:
+        # no order at all: SVD is not slower, but "followed by QR and then ACA" is not seen
+        return PARTLY, text + "; all three tied, so the claimed order is not observed"
     return _grade(sum(ok), 2), text
 
 
 def verdict_fig2_close(ranks, times: dict) -> tuple[str, str]:
     """T-fig2-close-below-20: relative spread (max-min)/min of the methods' times, mean over
-    ranks <= 20 below 10 % and smaller than the mean over ranks > 20."""
+    ranks <= 20 below 10 % ("close") and mean over ranks > 20 at least 10 % ("they differ")."""
     ranks = np.asarray(ranks)
     t = np.vstack([np.asarray(times[m], float) for m in ("svd", "rrqr", "aca")])
     spread = (t.max(0) - t.min(0)) / t.min(0)
@@ -433,9 +436,10 @@ def verdict_fig2_close(ranks, times: dict) -> tuple[str, str]:
     if not lo.any() or not hi.any():
         return UNTESTABLE, "the rank sweep needs ranks on both sides of 20"
     s_lo, s_hi = float(spread[lo].mean()), float(spread[hi].mean())
-    ok = [s_lo < 0.10, s_lo < s_hi]
+    ok = [s_lo < 0.10, s_hi >= 0.10]
     return _grade(sum(ok), 2), (f"mean spread between methods {100 * s_lo:.1f} % at ranks <= 20, "
-                                f"{100 * s_hi:.1f} % at ranks > 20")
+                                f"{100 * s_hi:.1f} % at ranks > 20 (criterion: below 10 % up "
+                                "to rank 20, at least 10 % above)")
 
 
 def verdict_fig2_monotone(ranks, times, what: str = "SVD product time") -> tuple[str, str]:
@@ -470,17 +474,20 @@ def verdict_fig3_svd_qr_equal(ranks, nbytes: dict) -> tuple[str, str]:
 
 
 def verdict_fig3_aca_least(ranks, nbytes: dict, dense_bytes: int) -> tuple[str, str]:
-    """T-fig3-aca-least: ACA storage >= SVD storage at every rank, and ACA storage >= 95 % of
+    """T-fig3-aca-least: ACA storage >= SVD storage at every rank and more than 1 % larger at
+    one rank at least (equal storage is not "least compression"), and ACA storage >= 95 % of
     dense at ranks >= 70. Both: reproduced; one: partly."""
     ranks = np.asarray(ranks)
     s, a = np.asarray(nbytes["svd"], float), np.asarray(nbytes["aca"], float)
-    ok1 = bool(np.all(a >= s))
+    ok1 = bool(np.all(a >= s) and np.any(a > 1.01 * s))
     hi = ranks >= 70
     if not hi.any():
         return UNTESTABLE, "the rank sweep has no rank >= 70"
     ratio_hi = a[hi] / dense_bytes
     ok2 = bool(np.all(ratio_hi >= 0.95))
-    text = (f"ACA storage {'>=' if ok1 else 'not always >='} SVD storage (largest ACA/SVD "
+    rel = ">=" if np.all(a >= s) else "not always >="
+    rel = "==" if np.allclose(a, s, rtol=0.01) else rel
+    text = (f"ACA storage {rel} SVD storage (largest ACA/SVD "
             f"ratio {np.max(a / s):.3f}); ACA storage at ranks >= 70: "
             f"{100 * ratio_hi.min():.1f} to {100 * ratio_hi.max():.1f} % of dense "
             "(criterion >= 95 %)")
