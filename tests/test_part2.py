@@ -179,9 +179,22 @@ def test_verdict_other_claims():
     assert V.key_realtime(0.01, 1.0, [dict(name="h", error=0.0105, time=0.5)])[0] == "reproduced"
     assert V.key_realtime(0.01, 1.0, [dict(name="h", error=0.05, time=0.5)])[0] == \
         "not reproduced"
-    c = [dict(name="h", ntk_change=0.02, memory_fraction=0.5, ft_error=0.015)]
+    c = [dict(name="h", method="hmatrix", ntk_change=0.02, memory_fraction=0.5, ft_error=0.015)]
     assert V.mech2_ntk_training(0.01, c)[0] == "reproduced"
     c[0]["ntk_change"] = 0.2
+    v, text = V.mech2_ntk_training(0.01, c)
+    assert v == "not testable here" and "no H-matrix compression preserved" in text
+    # any NTK-preserving method tests the mechanism; the H-matrix's failure to preserve is said
+    c.append(dict(name="q", method="quant", ntk_change=0.01, memory_fraction=0.25,
+                  ft_error=0.012))
+    v, text = V.mech2_ntk_training(0.01, c)
+    assert v == "reproduced" and "'q'" in text and "moved the NTK" in text
+    c.append(dict(name="q2", method="quant", ntk_change=0.03, memory_fraction=0.2, ft_error=0.05))
+    assert V.mech2_ntk_training(0.01, c)[0] == "partly reproduced"
+    c[1]["ft_error"] = 0.03
+    assert V.mech2_ntk_training(0.01, c)[0] == "not reproduced"
+    # storing as much as dense does not count as a compression
+    c = [dict(name="d", method="svd", ntk_change=0.0, memory_fraction=1.0, ft_error=0.01)]
     assert V.mech2_ntk_training(0.01, c)[0] == "not testable here"
     assert V.complexity_knlogn(1.2, {"w": 2.0})[0] == "reproduced"
     assert V.complexity_knlogn(1.6, {})[0] == "not reproduced"

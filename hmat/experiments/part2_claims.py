@@ -199,22 +199,37 @@ def key_ntk(rows: list[dict], key: str = "ntk_change_K"):
 
 
 def mech2_ntk_training(dense_error: float, candidates: list[dict]):
-    """P-mech2-ntk-training: fine-tuning from an NTK-preserving compression (NTK change < 5 %,
-    memory < dense) converges to within 2x the dense error. ``candidates``: H compressions with
-    name, ntk_change, memory_fraction, ft_error."""
-    preserving = [c for c in candidates if c["ntk_change"] < 0.05 and c["memory_fraction"] < 1]
+    """P-mech2-ntk-training: every compression that preserves the NTK (change < 5 %, memory <
+    dense) fine-tunes to within 2x the dense error. The claim is about a mechanism, so any method
+    that preserves the NTK tests it; the text says whether an H-matrix did, and how the
+    compressions that moved the NTK more fared. ``candidates``: dicts with name, method,
+    ntk_change, memory_fraction, ft_error (unseen error after fine-tuning)."""
+    small = [c for c in candidates if c["memory_fraction"] < 1]
+    preserving = [c for c in small if c["ntk_change"] < 0.05]
+    moved = [c for c in small if c["ntk_change"] >= 0.05]
+
+    def say(c):
+        return (f"'{c['name']}' (NTK change {_pct(c['ntk_change'])}): {c['ft_error']:.3g}, "
+                f"{c['ft_error'] / dense_error:.2f}x dense")
+
+    h = [c for c in small if c.get("method") == H_METHOD]
+    h_note = ""
+    if h and not any(c in preserving for c in h):
+        least = min(h, key=lambda c: c["ntk_change"])
+        h_note = (f"; no H-matrix compression preserved the NTK (smallest change "
+                  f"{_pct(least['ntk_change'])}), so the mechanism is tested on other methods")
     if not preserving:
-        least = min(candidates, key=lambda c: c["ntk_change"]) if candidates else None
-        msg = "no H compression below dense memory kept the NTK change under 5 %"
-        if least:
-            msg += (f" (smallest: '{least['name']}', {_pct(least['ntk_change'])}; after "
-                    f"fine-tuning its error is {least['ft_error']:.3g}, "
-                    f"{least['ft_error'] / dense_error:.2f}x dense)")
-        return "not testable here", msg
-    best = min(preserving, key=lambda c: c["ft_error"])
-    measured = (f"'{best['name']}': NTK change {_pct(best['ntk_change'])}, fine-tuned error "
-                f"{best['ft_error']:.3g} ({best['ft_error'] / dense_error:.2f}x dense)")
-    return ("reproduced" if best["ft_error"] <= 2 * dense_error else "not reproduced"), measured
+        return ("not testable here", "no compression below dense memory kept the NTK change "
+                f"under 5 %{h_note}")
+    ok = [c for c in preserving if c["ft_error"] <= 2 * dense_error]
+    measured = (f"error after fine-tuning (dense {dense_error:.3g}), NTK-preserving: "
+                + "; ".join(say(c) for c in preserving))
+    if moved:
+        best = min(moved, key=lambda c: c["ft_error"])
+        measured += f"; best of the {len(moved)} that moved the NTK by >= 5 %: {say(best)}"
+    verdict = ("reproduced" if len(ok) == len(preserving)
+               else "partly reproduced" if ok else "not reproduced")
+    return verdict, measured + h_note
 
 
 def complexity_knlogn(kernel_slope: float, weight_slopes: dict):
