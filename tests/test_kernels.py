@@ -168,3 +168,18 @@ def test_products_survive_save_load(tmp_path):
     x = RNG.standard_normal((70, 4)).astype(np.float32)
     np.testing.assert_array_equal(H @ x, H2 @ x)
     assert H2.nbytes == H.nbytes
+
+
+def test_thread_pool_starts_passive_without_leaking_the_variable():
+    """hmat starts numba's OpenMP pool with sleeping idle threads (busy-waiting ones fight
+    numpy's BLAS threads for the cores) and leaves the process environment as it found it."""
+    import os
+
+    from hmat import _kernels
+
+    assert "OMP_WAIT_POLICY" not in os.environ or _kernels.WAIT_POLICY == os.environ[
+        "OMP_WAIT_POLICY"]
+    env = {"OMP_WAIT_POLICY": "ACTIVE"}
+    assert _kernels._start_threads(env) == "ACTIVE" and env == {"OMP_WAIT_POLICY": "ACTIVE"}
+    env = {}
+    assert _kernels._start_threads(env).startswith("PASSIVE") and env == {}

@@ -52,7 +52,10 @@ def threads() -> dict:
     try:
         import numba
 
+        from hmat import _kernels
+
         out["numba"] = numba.get_num_threads()
+        out["numba OpenMP wait policy"] = _kernels.WAIT_POLICY
     except ImportError:
         pass
     if "torch" in sys.modules:
