@@ -8,7 +8,10 @@ Layout (all in permuted index space; see :mod:`hmat.hmatrix`):
   that covers the chunk. The *segments* ``seg[s] = (item, src, len, pos)`` (CSR by ``seg_ptr``)
   say what multiplies each column range ``pos:pos+len`` of the panel: for a dense block
   (``item = ~b``) the input entries ``x[src:src+len]``, for a low-rank block (``item = b``) its
-  ``t_b = Vt_b x``. So a chunk's contribution is ONE small dense product, ``y_c = P_c z_c``, whose
+  ``t_b = Vt_b x``. The product gathers ``z_c`` by *runs* (``runs``, CSR by ``run_ptr``): merged
+  segments that read consecutive entries of ``x`` or of ``T``, the ``(p, sum k)`` buffer where the
+  ``t`` of consecutive low-rank blocks lie side by side.
+  So a chunk's contribution is ONE small dense product, ``y_c = P_c z_c``, whose
   rows are long and contiguous: this is what lets the kernels stream at the speed of a dense
   matrix-vector product instead of stalling on hundreds of 20-to-40-entry rows.
 * ``vt[vt_off[b]:]`` holds ``Vt_b`` (``k x n``, row-major) of low-rank block ``b``.
@@ -247,34 +250,36 @@ def _gemm_nt(a, off, m, n, XT, c0, YT, r0, zero):
 
 # ---------------------------------------------------------------- one block, one task
 @njit(**_OPTS)
-def _vt_block(b, lr_desc, vt, vt_off, XT, T, t_off_p, zero):
-    """``t_b`` of low-rank block ``b`` for all vectors: ``T_b (p x k) = (Vt_b X_b)^T``."""
+def _vt_block(b, lr_desc, vt, vt_off, XT, T, t_off, zero):
+    """``t_b`` of low-rank block ``b`` for all vectors: ``T[:, t_off[b]:][:, :k] = (Vt_b X_b)^T``."""
     c0, n, k = lr_desc[b, 2], lr_desc[b, 3], lr_desc[b, 4]
-    p = XT.shape[0]
-    TT = T[t_off_p[b]:t_off_p[b + 1]].reshape((p, k))
-    TT[:, :] = zero
-    _gemm_nt(vt, vt_off[b], k, n, XT, c0, TT, 0, zero)
+    o = t_off[b]
+    for q in range(XT.shape[0]):
+        T[q, o:o + k] = zero
+    _gemm_nt(vt, vt_off[b], k, n, XT, c0, T, o, zero)
 
 
 @njit(**_OPTS)
-def _run_task(task, panel, pan_off, chunks, seg_ptr, seg, vt, vt_off, lr_desc, t_off_p,
+def _run_task(task, panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, t_off,
               task_chunk, task_ptr, task_lr, wmax, XT, YT, T, zero):
     """All contributions to the rows of the chunks ``task_chunk[task]:task_chunk[task + 1]``."""
     p = XT.shape[0]
     for it in range(task_ptr[task], task_ptr[task + 1]):
-        _vt_block(task_lr[it], lr_desc, vt, vt_off, XT, T, t_off_p, zero)
+        _vt_block(task_lr[it], lr_desc, vt, vt_off, XT, T, t_off, zero)
     Z = np.empty((p, wmax), dtype=YT.dtype)
     for c in range(task_chunk[task], task_chunk[task + 1]):
         lo, hi = chunks[c], chunks[c + 1]
         width = 0
-        for s in range(seg_ptr[c], seg_ptr[c + 1]):
-            item, src, ln, pos = seg[s, 0], seg[s, 1], seg[s, 2], seg[s, 3]
-            if item >= 0:
-                Z[:, pos:pos + ln] = T[t_off_p[item]:t_off_p[item + 1]].reshape((p, ln))
-            else:
-                Z[:, pos:pos + ln] = XT[:, src:src + ln]
+        for r in range(run_ptr[c], run_ptr[c + 1]):
+            source, src, ln, pos = runs[r, 0], runs[r, 1], runs[r, 2], runs[r, 3]
+            for q in range(p):
+                if source == 1:
+                    Z[q, pos:pos + ln] = T[q, src:src + ln]
+                else:
+                    Z[q, pos:pos + ln] = XT[q, src:src + ln]
             width = max(width, pos + ln)
-        YT[:, lo:hi] = zero
+        for q in range(p):
+            YT[q, lo:hi] = zero
         if width > 0:
             _gemm_nt(panel, pan_off[c], hi - lo, width, Z, 0, YT, lo, zero)
 
@@ -282,41 +287,39 @@ def _run_task(task, panel, pan_off, chunks, seg_ptr, seg, vt, vt_off, lr_desc, t
 # ---------------------------------------------------------------- entry point
 @njit(**_OPTS)
 def _workspace(t_off, p, dtype_of):
-    """Offsets of each block's ``t`` for ``p`` vectors and the buffer of all ``t``
-    (outside the parallel function: there numba would turn ``t_off * p`` into a parallel loop)."""
-    t_off_p = t_off * p
-    return t_off_p, np.empty(t_off_p[-1], dtype=dtype_of.dtype)
+    """The buffer of every low-rank block's ``t`` for ``p`` vectors, ``(p, t_off[-1])``: the
+    ``t`` of blocks stored one after another lie side by side, so one copy gathers them."""
+    return np.empty((p, t_off[-1]), dtype=dtype_of.dtype)
 
 
 @njit(**_OPTS)
-def _product_serial(panel, pan_off, chunks, seg_ptr, seg, vt, vt_off, lr_desc, t_off_p,
+def _product_serial(panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, t_off,
                     task_chunk, task_ptr, task_lr, shared, wmax, XT, YT, T, zero):
     for s in range(shared.shape[0]):
-        _vt_block(shared[s], lr_desc, vt, vt_off, XT, T, t_off_p, zero)
+        _vt_block(shared[s], lr_desc, vt, vt_off, XT, T, t_off, zero)
     for task in range(task_chunk.shape[0] - 1):
-        _run_task(task, panel, pan_off, chunks, seg_ptr, seg, vt, vt_off, lr_desc, t_off_p,
+        _run_task(task, panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, t_off,
                   task_chunk, task_ptr, task_lr, wmax, XT, YT, T, zero)
 
 
 @njit(parallel=True, **_OPTS)
-def product(panel, pan_off, chunks, seg_ptr, seg, vt, vt_off, lr_desc, t_off, task_chunk,
+def product(panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, t_off, task_chunk,
             task_ptr, task_lr, shared, wmax, XT, YT, zero, parallel):
     """``YT = (H @ XT.T).T`` for ``XT (p, n)``, ``YT (p, m)``, C-contiguous. First the shared
     blocks' ``t``, then the tasks; over the threads when ``parallel`` (``numba.set_num_threads``
     sets how many), else on the calling thread, which saves starting a parallel region on small
     products. Only the two prange loops live here: any array expression in a parallel function
     becomes a parallel region of its own."""
-    p = XT.shape[0]
-    t_off_p, T = _workspace(t_off, p, YT)
+    T = _workspace(t_off, XT.shape[0], YT)
     if not parallel:
-        _product_serial(panel, pan_off, chunks, seg_ptr, seg, vt, vt_off, lr_desc, t_off_p,
+        _product_serial(panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, t_off,
                         task_chunk, task_ptr, task_lr, shared, wmax, XT, YT, T, zero)
         return
     if shared.shape[0] > 0:  # an empty prange would still start a parallel region
         for s in prange(shared.shape[0]):
-            _vt_block(shared[s], lr_desc, vt, vt_off, XT, T, t_off_p, zero)
+            _vt_block(shared[s], lr_desc, vt, vt_off, XT, T, t_off, zero)
     for task in prange(task_chunk.shape[0] - 1):
-        _run_task(task, panel, pan_off, chunks, seg_ptr, seg, vt, vt_off, lr_desc, t_off_p,
+        _run_task(task, panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, t_off,
                   task_chunk, task_ptr, task_lr, wmax, XT, YT, T, zero)
 
 

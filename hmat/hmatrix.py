@@ -95,6 +95,8 @@ class _Panels(NamedTuple):
     seg: np.ndarray  # (n_segments, 4): item (b low-rank, ~b dense), src, len, pos
     vt_off: np.ndarray  # (n_lowrank + 1,) offsets of Vt
     t_off: np.ndarray  # (n_lowrank + 1,) offsets of t = Vt x
+    run_ptr: np.ndarray  # (n_chunks + 1,) CSR pointers into runs
+    runs: np.ndarray  # (n_runs, 4): source (0: x, 1: t), src, len, pos: the product's gathers
 
 
 def _to_panels(shape, lr_desc, lr_data, d_desc, d_data) -> _Panels:
@@ -152,7 +154,23 @@ def _to_panels(shape, lr_desc, lr_data, d_desc, d_data) -> _Panels:
     for b in live:
         r0, bm, _, bn, k, off = lr_desc[b]
         vt[vt_off[b]:vt_off[b + 1]] = lr_data[off + bm * k:off + bm * k + k * bn]
-    return _Panels(panel, vt, pan_off, chunks, seg_ptr, seg, vt_off, t_off)
+    run_ptr, runs = _gather_runs(n_chunks, chunk_of, (seg_item >= 0).astype(np.int64), seg_src,
+                                 seg_len, seg_pos)
+    return _Panels(panel, vt, pan_off, chunks, seg_ptr, seg, vt_off, t_off, run_ptr, runs)
+
+
+def _gather_runs(n_chunks, chunk_of, source, src, ln, pos):
+    """Merge a chunk's consecutive segments that read consecutive entries of one source (the
+    columns of ``x`` of adjacent dense blocks; the ``t`` of low-rank blocks stored one after
+    another) into one copy: the MobileNetV2 classifier at rank 30 has 482 segments, 80 runs."""
+    cont = ((chunk_of[1:] == chunk_of[:-1]) & (source[1:] == source[:-1])
+            & (src[:-1] + ln[:-1] == src[1:]) & (pos[:-1] + ln[:-1] == pos[1:]))
+    starts = np.flatnonzero(np.concatenate([[True], ~cont])) if len(ln) else np.zeros(0, int)
+    run_len = np.add.reduceat(ln, starts) if len(starts) else np.zeros(0, np.int64)
+    runs = np.stack([source[starts], src[starts], run_len, pos[starts]], axis=1)
+    run_ptr = np.zeros(n_chunks + 1, dtype=np.int64)
+    np.add.at(run_ptr, chunk_of[starts] + 1, 1)
+    return np.cumsum(run_ptr), np.ascontiguousarray(runs, dtype=np.int64).reshape(-1, 4)
 
 
 def _chunk_cost(pn: _Panels, lr_desc) -> np.ndarray:
@@ -394,7 +412,7 @@ class HMatrix:
         if p > 0:
             panel, vt = self._data(dtype)
             pn, plan = self._pn, self._plan
-            _kernels.product(panel, pn.pan_off, pn.chunks, pn.seg_ptr, pn.seg, vt, pn.vt_off,
+            _kernels.product(panel, pn.pan_off, pn.chunks, pn.run_ptr, pn.runs, vt, pn.vt_off,
                              self.lr_desc, pn.t_off, plan.task_chunk, plan.task_ptr,
                              plan.task_lr, plan.shared, self._wmax, XT, YT, dtype.type(0),
                              self._work * p >= _kernels.PARALLEL_MIN_WORK)

@@ -118,7 +118,7 @@ def test_schedules_with_shared_blocks(n_tasks, parallel):
     for p in (1, 3, 6):
         XT = RNG.standard_normal((p, H.shape[1]))
         YT = np.full((p, H.shape[0]), np.nan)
-        _kernels.product(pn.panel, pn.pan_off, pn.chunks, pn.seg_ptr, pn.seg, pn.vt, pn.vt_off,
+        _kernels.product(pn.panel, pn.pan_off, pn.chunks, pn.run_ptr, pn.runs, pn.vt, pn.vt_off,
                          H.lr_desc, pn.t_off, *plan, H._wmax, XT, YT, 0.0, parallel)
         np.testing.assert_allclose(YT, (H.to_dense() @ XT.T).T, atol=1e-11)
 
@@ -183,3 +183,23 @@ def test_thread_pool_starts_passive_without_leaking_the_variable():
     assert _kernels._start_threads(env) == "ACTIVE" and env == {"OMP_WAIT_POLICY": "ACTIVE"}
     env = {}
     assert _kernels._start_threads(env).startswith("PASSIVE") and env == {}
+
+
+def test_gather_runs_cover_the_segments_and_merge_neighbours():
+    """The product's copy runs are the chunk's segments, merged where both the source entries
+    and the panel columns continue: same columns covered, fewer copies."""
+    A = _kernel_matrix(300, 260)
+    H = hmat.compress(A, rank=5, leaf_size=16)
+    pn = H._pn
+    assert len(pn.runs) < len(pn.seg)
+    for c in range(len(pn.chunks) - 1):
+        seg = pn.seg[pn.seg_ptr[c]:pn.seg_ptr[c + 1]]
+        runs = pn.runs[pn.run_ptr[c]:pn.run_ptr[c + 1]]
+        cover_s = sorted((int(p), int(p + n)) for _, _, n, p in seg)
+        cover_r = sorted((int(p), int(p + n)) for _, _, n, p in runs)
+        assert cover_r[0][0] == cover_s[0][0] and cover_r[-1][1] == cover_s[-1][1]
+        assert sum(b - a for a, b in cover_r) == sum(b - a for a, b in cover_s)
+        for src_kind, src, n, pos in runs:  # every run reads one source, contiguously
+            inside = seg[(seg[:, 3] >= pos) & (seg[:, 3] < pos + n)]
+            assert np.all((inside[:, 0] >= 0) == bool(src_kind))
+            assert np.all(inside[:, 1] - src == inside[:, 3] - pos)
