@@ -251,7 +251,7 @@ def _gemm_nt(a, off, m, n, XT, c0, YT, r0, zero):
 # ---------------------------------------------------------------- one block, one task
 @njit(**_OPTS)
 def _vt_block(b, lr_desc, vt, vt_off, XT, T, t_off, zero):
-    """``t_b`` of low-rank block ``b`` for all vectors: ``(Vt_b X_b)^T`` into ``T[:, t_off[b]:]``."""
+    """``t_b = Vt_b X_b`` of low-rank block ``b`` for all vectors, into ``T[:, t_off[b]:]``."""
     c0, n, k = lr_desc[b, 2], lr_desc[b, 3], lr_desc[b, 4]
     o = t_off[b]
     for q in range(XT.shape[0]):
