@@ -23,6 +23,11 @@ def _pct(x):
     return f"{100 * x:.3g} %"
 
 
+def _both(a: bool, b: bool) -> str:
+    """The verdict of a claim with two parts: both hold, one holds, neither."""
+    return "reproduced" if a and b else "partly reproduced" if a or b else "not reproduced"
+
+
 def exp1_poisson(dense_error: float, dense_seconds: float, variants: list[dict]):
     """P-exp1-poisson: best H variant within 2x of the dense error and 1.5x of its training time.
     ``variants``: dicts with name, error (unseen), seconds (total time to obtain it) and
@@ -91,11 +96,7 @@ def exp2_threshold(tols, storage, global_error, pinn_error=None):
         pe = [pinn_error[i] for i in order]
         measured += (f"; PINN error {pe[0]:.3g} -> {pe[-1]:.3g} "
                      f"({'monotone' if is_monotone(pe, True) else 'not monotone'})")
-    if mono_s and mono_e:
-        return "reproduced", measured
-    if mono_s or mono_e:
-        return "partly reproduced", measured
-    return "not reproduced", measured
+    return _both(mono_s, mono_e), measured
 
 
 def mech1_adaptive_bound(rows: list[dict]):
@@ -251,11 +252,7 @@ def key_training_efficiency(epoch_dense: float, epoch_h: float, product_slope: f
                 f"{epoch_dense * 1e3:.3g} ms ({epoch_h / epoch_dense:.2f}x; no slower means "
                 f"<= {1 + TIMING_NOISE:.2f}x, the timing noise); H product time slope "
                 f"{product_slope:.2f}")
-    if ok_train and ok_prod:
-        return "reproduced", measured
-    if ok_train or ok_prod:
-        return "partly reproduced", measured
-    return "not reproduced", measured
+    return _both(ok_train, ok_prod), measured
 
 
 def exp3_cnn(dense_acc: float, rows: list[dict]):
@@ -297,11 +294,7 @@ def check_navier_stokes(dense_error: float, rows: list[dict], error_key: str = "
                 f"{best_h[error_key]:.3g} ({best_h[error_key] / dense_error:.2f}x)")
     if best_o is not None:
         measured += f"; best other method there: {best_o['method']} {best_o[error_key]:.3g}"
-    if ok_err and ok_best:
-        return "reproduced", measured
-    if ok_err or ok_best:
-        return "partly reproduced", measured
-    return "not reproduced", measured
+    return _both(ok_err, ok_best), measured
 
 
 def finite(x) -> bool:
