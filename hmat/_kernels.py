@@ -35,9 +35,8 @@ from __future__ import annotations
 
 import os
 
-import numba
 import numpy as np
-from numba import config, njit, prange
+from numba import config, get_num_threads, njit, prange
 
 
 def _start_threads(env=os.environ) -> str:
@@ -53,7 +52,7 @@ def _start_threads(env=os.environ) -> str:
         return env.get("OMP_WAIT_POLICY", f"GOMP_SPINCOUNT={env.get('GOMP_SPINCOUNT')}")
     env["OMP_WAIT_POLICY"] = "PASSIVE"
     try:
-        numba.get_num_threads()  # loads the threading layer, which reads the variable
+        get_num_threads()  # loads the threading layer, which reads the variable
     finally:
         del env["OMP_WAIT_POLICY"]
     return "PASSIVE (set by hmat)"

@@ -396,12 +396,11 @@ class HMatrix:
     def matvec(self, x) -> np.ndarray:
         """``H @ x`` for a vector (n,) or a matrix (n, p); a matrix result is F-ordered (the
         kernels work on ``x.T`` so that every loop is a dot product over contiguous memory)."""
-        if not (type(x) is np.ndarray and x.dtype == self.dtype and x.ndim in (1, 2)
-                and x.shape[0] == self.shape[1]):  # fast path above: an array of H's dtype
-            x, _ = self._prepare(x, self.shape[1], "x")
-        dtype = self.dtype if x.dtype == self.dtype else np.result_type(self.dtype, x.dtype)
-        if dtype.kind != "f":
-            dtype = np.dtype(np.float64)
+        if (type(x) is np.ndarray and x.dtype == self.dtype and x.ndim in (1, 2)
+                and x.shape[0] == self.shape[1]):  # fast path: an array of H's dtype
+            dtype = self.dtype
+        else:
+            x, dtype = self._prepare(x, self.shape[1], "x")
         cp, rp = self.col_perm, self.row_perm
         if x.ndim == 1:
             XT = np.ascontiguousarray(x if cp is None else x[cp], dtype=dtype).reshape(1, -1)
