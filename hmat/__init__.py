@@ -15,6 +15,7 @@ from .cluster import ClusterTree, cluster_data, cluster_geometric, cluster_index
 from .hmatrix import Block, HMatrix, load
 from .lowrank import Accuracy, EntryBlock, aca, rrqr, svd
 from .plot import plot_blocks
+from ._threads import available_threads, limit_threads
 
 __version__ = "0.1.0"
 
@@ -23,4 +24,5 @@ __all__ = [
     "Accuracy", "EntryBlock", "svd", "aca", "rrqr",
     "ClusterTree", "cluster_index", "cluster_geometric", "cluster_data",
     "StrongAdmissibility", "WeakAdmissibility", "AllAdmissible",
+    "limit_threads", "available_threads",
 ]
