@@ -9,20 +9,31 @@ True
 Importing ``hmat`` does not import torch; the PyTorch bridge lives in :mod:`hmat.nn`.
 """
 
+from ._threads import available_threads, limit_threads
 from .admissibility import AllAdmissible, StrongAdmissibility, WeakAdmissibility
 from .build import compress
-from .cluster import ClusterTree, cluster_data, cluster_geometric, cluster_index
-from .hmatrix import Block, HMatrix, load
-from .lowrank import Accuracy, EntryBlock, aca, rrqr, svd
+from .cluster import (
+    CardinalitySplitter,
+    ClusterTree,
+    GeometricSplitter,
+    PrincipalSplitter,
+    cluster_data,
+    cluster_geometric,
+    cluster_index,
+    cluster_tree,
+)
+from .compressors import ACA, RRQR, Accuracy, EntryBlock, LowRank, TruncatedSVD
+from .hmatrix import Block, HMatrix
+from .io import load
 from .plot import plot_blocks
-from ._threads import available_threads, limit_threads
 
 __version__ = "0.1.0"
 
 __all__ = [
     "compress", "HMatrix", "Block", "load", "plot_blocks",
-    "Accuracy", "EntryBlock", "svd", "aca", "rrqr",
-    "ClusterTree", "cluster_index", "cluster_geometric", "cluster_data",
+    "Accuracy", "LowRank", "EntryBlock", "TruncatedSVD", "ACA", "RRQR",
+    "ClusterTree", "cluster_tree", "cluster_index", "cluster_geometric", "cluster_data",
+    "CardinalitySplitter", "GeometricSplitter", "PrincipalSplitter",
     "StrongAdmissibility", "WeakAdmissibility", "AllAdmissible",
     "limit_threads", "available_threads",
 ]

@@ -1,7 +1,8 @@
 """Cluster trees: binary trees of contiguous ranges of a permuted index set.
 
 Every node is a range ``[start, stop)`` of positions in the permuted order ``perm``, with the
-bounding box of its points' coordinates (used by admissibility). Three ways to build one:
+bounding box of its points' coordinates (used by admissibility). :func:`cluster_tree` builds one
+from points and a splitter (a callable ``points -> left mask``); three ready-made trees:
 
 * :func:`cluster_index` halves the index range (cardinality), coordinates ``(i + 0.5) / n``;
 * :func:`cluster_geometric` bisects given coordinates along the widest extent of the box;
@@ -11,11 +12,17 @@ bounding box of its points' coordinates (used by admissibility). Three ways to b
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ClusterTree", "cluster_index", "cluster_geometric", "cluster_data"]
+__all__ = ["ClusterTree", "Splitter", "cluster_tree", "cluster_index", "cluster_geometric",
+           "cluster_data", "CardinalitySplitter", "GeometricSplitter", "PrincipalSplitter",
+           "resolve_cluster"]
+
+#: ``splitter(points) -> mask``: which of a cluster's points (rows of an (k, d) array) go left
+Splitter = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,7 +81,7 @@ def _check_leaf_size(leaf_size) -> int:
 
 
 def _build(coords: np.ndarray, leaf_size: int, split) -> ClusterTree:
-    """Generic recursive bisection; ``split(points_idx)`` returns the left part's mask."""
+    """Generic recursive bisection; ``split(points)`` returns the left part's boolean mask."""
     n = coords.shape[0]
     perm = np.arange(n, dtype=np.int64)
     starts, stops, children, bmin, bmax = [], [], [], [], []
@@ -95,7 +102,10 @@ def _build(coords: np.ndarray, leaf_size: int, split) -> ClusterTree:
         if hi - lo <= leaf_size:
             continue
         idx = perm[lo:hi]
-        left = split(idx)
+        left = np.asarray(split(coords[idx]), dtype=bool)
+        if left.shape != (hi - lo,):
+            raise ValueError(f"the splitter must return a boolean mask of {hi - lo} entries, "
+                             f"got shape {left.shape}")
         nleft = int(left.sum())
         if nleft == 0 or nleft == hi - lo:  # degenerate split: fall back to halving
             left = np.zeros(hi - lo, dtype=bool)
@@ -116,39 +126,79 @@ def _build(coords: np.ndarray, leaf_size: int, split) -> ClusterTree:
     )
 
 
-def cluster_index(n: int, leaf_size: int = 32) -> ClusterTree:
-    """Cardinality bisection of ``0..n-1`` (no permutation); coordinates ``(i + 0.5) / n``."""
-    leaf_size = _check_leaf_size(leaf_size)
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    coords = ((np.arange(n) + 0.5) / n)[:, None]
+@dataclass(frozen=True)
+class CardinalitySplitter:
+    """Halve the cluster in its current order (no reordering)."""
 
-    def halve(idx):
-        mask = np.zeros(idx.shape[0], dtype=bool)
-        mask[: idx.shape[0] // 2] = True
+    def __call__(self, points: np.ndarray) -> np.ndarray:
+        mask = np.zeros(points.shape[0], dtype=bool)
+        mask[: points.shape[0] // 2] = True
         return mask
 
-    return _build(coords, leaf_size, halve)
+
+@dataclass(frozen=True)
+class GeometricSplitter:
+    """Split the bounding box at its midpoint along its widest extent."""
+
+    def __call__(self, points: np.ndarray) -> np.ndarray:
+        lo, hi = points.min(axis=0), points.max(axis=0)
+        axis = int(np.argmax(hi - lo))
+        return points[:, axis] <= 0.5 * (lo[axis] + hi[axis])
+
+
+@dataclass(frozen=True)
+class PrincipalSplitter:
+    """Split at the median of the projection on the principal direction (balanced): rows with
+    a similar direction (similar neurons) end up in the same cluster."""
+
+    def __call__(self, points: np.ndarray) -> np.ndarray:
+        centred = points - points.mean(axis=0)
+        proj = centred @ _principal_direction(centred)
+        order = np.argsort(proj, kind="stable")
+        mask = np.zeros(points.shape[0], dtype=bool)
+        mask[order[: points.shape[0] // 2]] = True
+        return mask
+
+
+def _as_points(coords, name: str = "coords") -> np.ndarray:
+    pts = np.asarray(coords, dtype=np.float64)
+    if pts.ndim == 1:
+        pts = pts[:, None]
+    if pts.ndim != 2 or pts.shape[0] < 1:
+        raise ValueError(f"{name} must be an (n, d) array with n >= 1, got shape {pts.shape}")
+    if not np.all(np.isfinite(pts)):
+        raise ValueError(f"{name} must be finite")
+    return pts
+
+
+def cluster_tree(points, splitter: Splitter, leaf_size: int = 32, *,
+                 positions: bool = False) -> ClusterTree:
+    """A cluster tree of ``points`` (n, d) by recursive bisection with ``splitter(points) ->
+    left mask``, as HMatrices.jl's ``ClusterTree(points, splitter)``. With ``positions``, the
+    bounding boxes become 1-D positions in the new order (for points without geometry, such as
+    the rows of a weight matrix: admissibility then measures distance in the cluster order)."""
+    leaf_size = _check_leaf_size(leaf_size)
+    if not callable(splitter):
+        raise TypeError(f"splitter must be a callable points -> mask, got {splitter!r}")
+    pts = _as_points(points, "points")
+    tree = _build(pts, leaf_size, splitter)
+    if not positions:
+        return tree
+    pos = (np.arange(pts.shape[0]) + 0.5) / pts.shape[0]
+    return ClusterTree(tree.perm, tree.start, tree.stop, tree.children,
+                       pos[tree.start][:, None], pos[tree.stop - 1][:, None])
+
+
+def cluster_index(n: int, leaf_size: int = 32) -> ClusterTree:
+    """Cardinality bisection of ``0..n-1`` (no permutation); coordinates ``(i + 0.5) / n``."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    return cluster_tree(((np.arange(n) + 0.5) / n)[:, None], CardinalitySplitter(), leaf_size)
 
 
 def cluster_geometric(coords, leaf_size: int = 32) -> ClusterTree:
     """Geometric bisection: split the bounding box at its midpoint along its widest extent."""
-    leaf_size = _check_leaf_size(leaf_size)
-    coords = np.asarray(coords, dtype=np.float64)
-    if coords.ndim == 1:
-        coords = coords[:, None]
-    if coords.ndim != 2 or coords.shape[0] < 1:
-        raise ValueError(f"coords must be an (n, d) array with n >= 1, got shape {coords.shape}")
-    if not np.all(np.isfinite(coords)):
-        raise ValueError("coords must be finite")
-
-    def bisect(idx):
-        pts = coords[idx]
-        lo, hi = pts.min(axis=0), pts.max(axis=0)
-        axis = int(np.argmax(hi - lo))
-        return pts[:, axis] <= 0.5 * (lo[axis] + hi[axis])
-
-    return _build(coords, leaf_size, bisect)
+    return cluster_tree(_as_points(coords), GeometricSplitter(), leaf_size)
 
 
 def _principal_direction(centred: np.ndarray, iters: int = 30) -> np.ndarray:
@@ -166,32 +216,48 @@ def _principal_direction(centred: np.ndarray, iters: int = 30) -> np.ndarray:
 def cluster_data(features, leaf_size: int = 32) -> ClusterTree:
     """Data-driven ordering: recursive principal-direction bisection of the rows of ``features``.
 
-    Rows with similar direction end up in the same cluster, so blocks of a weight matrix whose
-    rows and columns are ordered this way are closer to low rank. The split is at the median of
-    the projection (balanced tree). Positions in the resulting order serve as 1-D coordinates for
-    admissibility, exactly as for :func:`cluster_index` on the permuted matrix.
+    Rows are compared by direction (each is normalised), so blocks of a weight matrix whose rows
+    and columns are ordered this way are closer to low rank. Positions in the resulting order
+    serve as 1-D coordinates for admissibility, as for :func:`cluster_index`.
     """
-    leaf_size = _check_leaf_size(leaf_size)
     feats = np.asarray(features, dtype=np.float64)
     if feats.ndim != 2 or feats.shape[0] < 1:
         raise ValueError(f"features must be a 2-D array with rows, got shape {feats.shape}")
-    n = feats.shape[0]
-    # Rows are compared by direction: normalise away each neuron's scale.
     norms = np.linalg.norm(feats, axis=1, keepdims=True)
     unit = feats / np.where(norms > 0, norms, 1.0)
+    return cluster_tree(unit, PrincipalSplitter(), leaf_size, positions=True)
 
-    def pca_split(idx):
-        pts = unit[idx]
-        centred = pts - pts.mean(axis=0)
-        proj = centred @ _principal_direction(centred)
-        order = np.argsort(proj, kind="stable")
-        mask = np.zeros(idx.shape[0], dtype=bool)
-        mask[order[: idx.shape[0] // 2]] = True
-        return mask
 
-    tree = _build(unit, leaf_size, pca_split)
-    # Replace the feature-space boxes by 1-D positions in the new order.
-    pos = (np.arange(n) + 0.5) / n
-    bmin = pos[tree.start][:, None]
-    bmax = pos[tree.stop - 1][:, None]
-    return ClusterTree(tree.perm, tree.start, tree.stop, tree.children, bmin, bmax)
+def resolve_cluster(cluster, n: int, leaf_size: int, coords=None, features=None,
+                    name: str = "row") -> ClusterTree:
+    """The ``cluster=`` argument of :func:`hmat.compress` for one side of the matrix: a name
+    (``"index"``, ``"geometric"``, ``"data"``), a :class:`ClusterTree` of ``n`` indices, or a
+    splitter callable (applied to ``{name}_coords`` if given, else to the matrix' {name}s)."""
+    if isinstance(cluster, ClusterTree):
+        if cluster.size != n:
+            raise ValueError(f"the {name} cluster tree has {cluster.size} indices, the matrix "
+                             f"has {n} {name}s")
+        return cluster
+    if coords is not None:
+        coords = _as_points(coords, f"{name}_coords")
+        if coords.shape[0] != n:
+            raise ValueError(
+                f"{name}_coords has {coords.shape[0]} points, the matrix has {n} {name}s")
+    if callable(cluster) and not isinstance(cluster, str):
+        if coords is not None:
+            return cluster_tree(coords, cluster, leaf_size)
+        if features is None:
+            raise ValueError(f"a splitter needs {name}_coords or the matrix as an array")
+        return cluster_tree(features, cluster, leaf_size, positions=True)
+    if cluster == "index":
+        return cluster_index(n, leaf_size)
+    if cluster == "geometric":
+        if coords is None:
+            raise ValueError(f"cluster='geometric' needs {name}_coords (an ({n}, d) array)")
+        return cluster_geometric(coords, leaf_size)
+    if cluster == "data":
+        if features is None:
+            raise ValueError("cluster='data' needs the matrix as an array, not an entry function")
+        return cluster_data(features, leaf_size)
+    raise ValueError("cluster must be 'index', 'geometric', 'data', a ClusterTree, a (rows, "
+                     f"cols) pair of them, or a splitter callable; got {cluster!r}")

@@ -1,25 +1,23 @@
-"""The :class:`HMatrix`: packed storage of low-rank and dense blocks, products, save/load.
+"""The :class:`HMatrix`: packed storage of low-rank and dense blocks and its products.
 
 All factors live in two flat arrays (row panels holding every dense block and every ``U``, and
-the ``Vt`` factors) addressed by small integer tables, so a 1000 x 1280 matrix with hundreds of
-blocks is a handful of NumPy arrays, not hundreds of Python objects. Blocks are stored in the
-permuted index order of the row/column cluster trees; products permute inside ``@``, so users
-always work in the original order. Build one with :func:`hmat.compress`.
+the ``Vt`` factors) addressed by small integer tables (:mod:`hmat._layout`), so a 1000 x 1280
+matrix with hundreds of blocks is a handful of NumPy arrays, not hundreds of Python objects.
+Blocks are stored in the permuted index order of the row/column cluster trees; products permute
+inside ``@``, so users always work in the original order. Build one with :func:`hmat.compress`
+or :meth:`HMatrix.from_blocks`; save and load with :mod:`hmat.io`.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
 from . import _kernels
+from ._layout import chunk_cost, pack_blocks, schedule, to_panels
 
-__all__ = ["HMatrix", "Block", "load", "FORMAT_VERSION"]
-
-FORMAT_VERSION = 1
+__all__ = ["HMatrix", "Block"]
 
 
 class Block(NamedTuple):
@@ -31,157 +29,6 @@ class Block(NamedTuple):
     col_start: int
     col_stop: int
     rank: int
-
-
-class _Plan(NamedTuple):
-    """How one product is split into row tasks (see :mod:`hmat._kernels`)."""
-
-    task_chunk: np.ndarray  # (n_tasks + 1,) first chunk of each task
-    task_ptr: np.ndarray  # CSR pointers into task_lr
-    task_lr: np.ndarray  # low-rank blocks lying wholly inside each task's rows
-    shared: np.ndarray  # low-rank blocks that a task cut crosses (their Vt x is computed first)
-
-    @property
-    def nbytes(self) -> int:
-        return int(sum(a.nbytes for a in self))
-
-
-def _schedule(chunks, chunk_cost, lr_desc, n_tasks: int) -> _Plan:
-    """Group consecutive chunks into at most ``n_tasks`` tasks of about equal work.
-
-    A cut goes where no low-rank block crosses it when one lies close to the ideal place (within
-    15 % of a task's work); otherwise at the nearest chunk boundary, and the low-rank blocks that
-    it crosses become ``shared``.
-    """
-    n_chunks = len(chunks) - 1
-    cum = np.concatenate([[0.0], np.cumsum(chunk_cost)])
-    total = cum[-1]
-    starts, stops = lr_desc[:, 0], lr_desc[:, 0] + lr_desc[:, 1]
-    # chunk boundaries that cut no low-rank block
-    crossing = np.zeros(len(chunks), dtype=bool)
-    for r0, r1 in zip(starts, stops, strict=True):
-        crossing |= (chunks > r0) & (chunks < r1)
-    free = np.flatnonzero(~crossing)
-    cuts = [0]
-    for t in range(1, max(1, min(n_tasks, n_chunks))):
-        target = total * t / n_tasks
-        best = free[np.argmin(np.abs(cum[free] - target))]
-        if abs(cum[best] - target) > 0.15 * total / n_tasks:
-            best = int(np.argmin(np.abs(cum - target)))
-        if cuts[-1] < best < n_chunks:
-            cuts.append(int(best))
-    cuts.append(n_chunks)
-    task_chunk = np.asarray(cuts, dtype=np.int64)
-    bounds = chunks[task_chunk]
-    first = np.searchsorted(bounds, starts, side="right") - 1
-    last = np.searchsorted(bounds, stops, side="left")
-    owned = (last - first == 1) & (lr_desc[:, 4] > 0)
-    shared = np.flatnonzero((last - first > 1) & (lr_desc[:, 4] > 0)).astype(np.int64)
-    order = np.flatnonzero(owned)
-    order = order[np.argsort(first[order], kind="stable")]
-    task_ptr = np.zeros(len(task_chunk), dtype=np.int64)
-    np.add.at(task_ptr, first[order] + 1, 1)
-    return _Plan(task_chunk, np.cumsum(task_ptr).astype(np.int64), order.astype(np.int64), shared)
-
-
-class _Panels(NamedTuple):
-    """The row-panel storage (layout in :mod:`hmat._kernels`)."""
-
-    panel: np.ndarray  # every chunk's panel, row-major, one after another
-    vt: np.ndarray  # Vt of every low-rank block
-    pan_off: np.ndarray  # (n_chunks + 1,) offsets of the panels
-    chunks: np.ndarray  # (n_chunks + 1,) row cuts
-    seg_ptr: np.ndarray  # (n_chunks + 1,) CSR pointers into seg
-    seg: np.ndarray  # (n_segments, 4): item (b low-rank, ~b dense), src, len, pos
-    vt_off: np.ndarray  # (n_lowrank + 1,) offsets of Vt
-    t_off: np.ndarray  # (n_lowrank + 1,) offsets of t = Vt x
-    run_ptr: np.ndarray  # (n_chunks + 1,) CSR pointers into runs
-    runs: np.ndarray  # (n_runs, 4): source (0: x, 1: t), src, len, pos: the product's gathers
-
-
-def _to_panels(shape, lr_desc, lr_data, d_desc, d_data) -> _Panels:
-    """Rearrange block-form factors (each block's U, Vt, D contiguous) into row panels."""
-    m = shape[0]
-    k_all = lr_desc[:, 4]
-    live = np.flatnonzero(k_all > 0)  # rank-0 blocks contribute nothing and store nothing
-    r0s = np.concatenate([d_desc[:, 0], lr_desc[live, 0]])  # same order as ``items`` below
-    r1s = r0s + np.concatenate([d_desc[:, 1], lr_desc[live, 1]])
-    chunks = np.unique(np.concatenate([[0, m], r0s, r1s])).astype(np.int64)
-    n_chunks = len(chunks) - 1
-    # one segment per (block, chunk it covers): dense blocks first, then low rank, by column
-    items = np.concatenate([~np.arange(len(d_desc)), live]).astype(np.int64)
-    kinds = np.concatenate([np.zeros(len(d_desc)), np.ones(len(live))])
-    cols = np.concatenate([d_desc[:, 2], lr_desc[live, 2]])
-    widths = np.concatenate([d_desc[:, 3], k_all[live]]).astype(np.int64)
-    first = np.searchsorted(chunks, r0s)
-    last = np.searchsorted(chunks, r1s)
-    counts = last - first
-    chunk_of = np.repeat(first, counts) + (
-        np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts))
-    rep = np.repeat(np.arange(len(items)), counts)
-    order = np.lexsort((cols[rep], kinds[rep], chunk_of))
-    chunk_of, rep = chunk_of[order], rep[order]
-    seg_len = widths[rep]
-    seg_ptr = np.zeros(n_chunks + 1, dtype=np.int64)
-    np.add.at(seg_ptr, chunk_of + 1, 1)
-    seg_ptr = np.cumsum(seg_ptr)
-    ends = np.cumsum(seg_len)
-    seg_pos = ends - seg_len - np.repeat(np.concatenate([[0], ends])[seg_ptr[:-1]],
-                                         np.diff(seg_ptr))
-    chunk_width = np.zeros(n_chunks, dtype=np.int64)
-    np.add.at(chunk_width, chunk_of, seg_len)
-    pan_off = np.concatenate([[0], np.cumsum(np.diff(chunks) * chunk_width)]).astype(np.int64)
-    t_off = np.concatenate([[0], np.cumsum(k_all)]).astype(np.int64)
-    seg_item = items[rep]
-    seg_src = np.where(seg_item >= 0, t_off[np.maximum(seg_item, 0)],
-                       d_desc[np.maximum(~seg_item, 0), 2] if len(d_desc) else 0)
-    seg = np.stack([seg_item, seg_src, seg_len, seg_pos], axis=1).astype(np.int64)
-    panel = np.empty(pan_off[-1], dtype=lr_data.dtype)
-    for s in range(len(seg)):
-        c = chunk_of[s]
-        lo, hi = chunks[c], chunks[c + 1]
-        P = panel[pan_off[c]:pan_off[c + 1]].reshape(hi - lo, chunk_width[c])
-        item, ln, pos = seg_item[s], seg_len[s], seg_pos[s]
-        if item >= 0:
-            r0, bm, _, _, k, off = lr_desc[item]
-            rows = lr_data[off:off + bm * k].reshape(bm, k)[lo - r0:hi - r0]
-        else:
-            r0, bm, _, bn, off = d_desc[~item]
-            rows = d_data[off:off + bm * bn].reshape(bm, bn)[lo - r0:hi - r0]
-        P[:, pos:pos + ln] = rows
-    vt_off = np.concatenate([[0], np.cumsum(k_all * lr_desc[:, 3])]).astype(np.int64)
-    vt = np.empty(vt_off[-1], dtype=lr_data.dtype)
-    for b in live:
-        r0, bm, _, bn, k, off = lr_desc[b]
-        vt[vt_off[b]:vt_off[b + 1]] = lr_data[off + bm * k:off + bm * k + k * bn]
-    run_ptr, runs = _gather_runs(n_chunks, chunk_of, (seg_item >= 0).astype(np.int64), seg_src,
-                                 seg_len, seg_pos)
-    return _Panels(panel, vt, pan_off, chunks, seg_ptr, seg, vt_off, t_off, run_ptr, runs)
-
-
-def _gather_runs(n_chunks, chunk_of, source, src, ln, pos):
-    """Merge a chunk's consecutive segments that read consecutive entries of one source (the
-    columns of ``x`` of adjacent dense blocks; the ``t`` of low-rank blocks stored one after
-    another) into one copy: the MobileNetV2 classifier at rank 30 has 482 segments, 80 runs."""
-    cont = ((chunk_of[1:] == chunk_of[:-1]) & (source[1:] == source[:-1])
-            & (src[:-1] + ln[:-1] == src[1:]) & (pos[:-1] + ln[:-1] == pos[1:]))
-    starts = np.flatnonzero(np.concatenate([[True], ~cont])) if len(ln) else np.zeros(0, int)
-    run_len = np.add.reduceat(ln, starts) if len(starts) else np.zeros(0, np.int64)
-    runs = np.stack([source[starts], src[starts], run_len, pos[starts]], axis=1)
-    run_ptr = np.zeros(n_chunks + 1, dtype=np.int64)
-    np.add.at(run_ptr, chunk_of[starts] + 1, 1)
-    return np.cumsum(run_ptr), np.ascontiguousarray(runs, dtype=np.int64).reshape(-1, 4)
-
-
-def _chunk_cost(pn: _Panels, lr_desc) -> np.ndarray:
-    """Entries read per chunk: its panel, plus each low-rank block's Vt spread over its rows."""
-    rows = np.diff(pn.chunks)
-    cost = np.diff(pn.pan_off).astype(np.float64)
-    mid = 0.5 * (pn.chunks[:-1] + pn.chunks[1:])
-    for r0, m, _, n, k, _ in lr_desc:
-        inside = (mid > r0) & (mid < r0 + m)
-        cost[inside] += k * n * rows[inside] / m
-    return cost
 
 
 class HMatrix:
@@ -199,11 +46,17 @@ class HMatrix:
     float32 H-matrix times a float32 vector stays float32.
     """
 
+    # numpy hands ``x @ H`` (and other operators) over to HMatrix instead of failing inside
+    __array_ufunc__ = None
+
     def __init__(self, shape, lr_desc, lr_data, d_desc, d_data, row_perm=None, col_perm=None,
                  info=None):
         self.shape = (int(shape[0]), int(shape[1]))
-        self.lr_desc = np.ascontiguousarray(lr_desc, dtype=np.int64).reshape(-1, 6)
-        self.d_desc = np.ascontiguousarray(d_desc, dtype=np.int64).reshape(-1, 5)
+        lr_desc = np.asarray(lr_desc, dtype=np.int64).reshape(-1, 6)
+        d_desc = np.asarray(d_desc, dtype=np.int64).reshape(-1, 5)
+        # blocks in (row, column) order: the kernels' memory walk goes forward
+        self.lr_desc = np.ascontiguousarray(lr_desc[np.lexsort((lr_desc[:, 2], lr_desc[:, 0]))])
+        self.d_desc = np.ascontiguousarray(d_desc[np.lexsort((d_desc[:, 2], d_desc[:, 0]))])
         lr_data, d_data = np.asarray(lr_data), np.asarray(d_data)
         if lr_data.dtype != d_data.dtype or lr_data.dtype.kind != "f":
             raise TypeError("lr_data and d_data must share one floating dtype, got "
@@ -213,14 +66,33 @@ class HMatrix:
         self.info = dict(info or {})
         self._dtype = lr_data.dtype
         self._check_partition(lr_data.size, d_data.size)
-        self._pn = _to_panels(self.shape, self.lr_desc, lr_data.ravel(), self.d_desc,
-                              d_data.ravel())
+        self._pn = to_panels(self.shape, self.lr_desc, lr_data.ravel(), self.d_desc,
+                             d_data.ravel())
+        # the block form's offsets are those that pack_blocks writes (lr_data/d_data, save)
+        lr, d = self.lr_desc, self.d_desc
+        sizes = lr[:, 4] * (lr[:, 1] + lr[:, 3])
+        lr[:, 5] = np.cumsum(sizes) - sizes
+        sizes = d[:, 1] * d[:, 3]
+        d[:, 4] = np.cumsum(sizes) - sizes
         widths = np.diff(self._pn.pan_off) // np.maximum(np.diff(self._pn.chunks), 1)
         self._wmax = int(widths.max(initial=0))  # widest panel: the gather buffer's size
-        self._plan = _schedule(self._pn.chunks, _chunk_cost(self._pn, self.lr_desc),
-                               self.lr_desc, _kernels.N_TASKS)
+        self._schedule = schedule(self._pn.chunks, chunk_cost(self._pn, self.lr_desc),
+                                  self.lr_desc, _kernels.N_TASKS)
         self._work = int(self._pn.panel.size + self._pn.vt.size)  # entries read per vector
         self._cast_cache: dict = {}
+
+    @classmethod
+    def from_blocks(cls, shape, lowrank=(), dense=(), *, row_perm=None, col_perm=None,
+                    info=None, dtype=None) -> HMatrix:
+        """An H-matrix from its leaves: ``lowrank = [(row_start, col_start, U, Vt), ...]`` and
+        ``dense = [(row_start, col_start, D), ...]`` in permuted indices (``row_perm[p]`` is the
+        original row at position ``p``); the blocks must tile the matrix exactly once."""
+        lowrank, dense = list(lowrank), list(dense)
+        if dtype is None:
+            arrays = [b[2] for b in lowrank] + [b[2] for b in dense]
+            dtype = np.result_type(*arrays) if arrays else np.float64
+        lr_desc, lr_data, d_desc, d_data = pack_blocks(lowrank, dense, np.dtype(dtype))
+        return cls(shape, lr_desc, lr_data, d_desc, d_data, row_perm, col_perm, info)
 
     def _check_partition(self, lr_size, d_size):
         """The blocks must tile the matrix exactly once (guards load() against corrupt files)."""
@@ -269,7 +141,7 @@ class HMatrix:
         vector of another dtype caches (``H`` float32 times float64 ``x`` computes in float64)."""
         arrays = [self.lr_desc, self.d_desc, *self._pn]
         arrays += [p for p in (self.row_perm, self.col_perm) if p is not None]
-        return int(sum(a.nbytes for a in arrays)) + self._plan.nbytes
+        return int(sum(a.nbytes for a in arrays)) + self._schedule.nbytes
 
     @property
     def dense_nbytes(self) -> int:
@@ -340,28 +212,22 @@ class HMatrix:
         r0, m, c0, n, _ = self.d_desc[b]
         return self._rows_of(~int(b), int(n), int(m))
 
+    def block_form(self):
+        """``(lr_desc, lr_data, d_desc, d_data)``: the exchange format (see :mod:`hmat._layout`)."""
+        lowrank = [(r0, c0, *self.lowrank_factors(b))
+                   for b, (r0, _, c0, _, _, _) in enumerate(self.lr_desc)]
+        dense = [(r0, c0, self.dense_block(b)) for b, (r0, _, c0, _, _) in enumerate(self.d_desc)]
+        return pack_blocks(lowrank, dense, self.dtype)
+
     @property
     def lr_data(self) -> np.ndarray:
         """Block form of the low-rank factors (``U``, ``Vt`` of each block at ``lr_desc[:, 5]``)."""
-        lr = self.lr_desc
-        size = int((lr[:, 5] + lr[:, 4] * (lr[:, 1] + lr[:, 3])).max(initial=0))
-        out = np.zeros(size, dtype=self.dtype)
-        for b, (_, m, _, n, k, off) in enumerate(lr):
-            if k:
-                u, vt = self.lowrank_factors(b)
-                out[off:off + m * k] = u.ravel()
-                out[off + m * k:off + m * k + k * n] = vt.ravel()
-        return out
+        return self.block_form()[1]
 
     @property
     def d_data(self) -> np.ndarray:
         """Block form of the dense blocks (row-major, at ``d_desc[:, 4]``)."""
-        d = self.d_desc
-        size = int((d[:, 4] + d[:, 1] * d[:, 3]).max(initial=0))
-        out = np.zeros(size, dtype=self.dtype)
-        for b, (_, m, _, n, off) in enumerate(d):
-            out[off:off + m * n] = self.dense_block(b).ravel()
-        return out
+        return self.block_form()[3]
 
     def __repr__(self) -> str:
         return (f"HMatrix(shape={self.shape}, dtype={self.dtype}, blocks={self.n_blocks} "
@@ -410,10 +276,10 @@ class HMatrix:
         YT = np.empty((p, self.shape[0]), dtype=dtype)
         if p > 0:
             panel, vt = self._data(dtype)
-            pn, plan = self._pn, self._plan
+            pn, sch = self._pn, self._schedule
             _kernels.product(panel, pn.pan_off, pn.chunks, pn.run_ptr, pn.runs, vt, pn.vt_off,
-                             self.lr_desc, pn.t_off, plan.task_chunk, plan.task_ptr,
-                             plan.task_lr, plan.shared, self._wmax, XT, YT, dtype.type(0),
+                             self.lr_desc, pn.t_off, sch.task_chunk, sch.task_ptr,
+                             sch.task_lr, sch.shared, self._wmax, XT, YT, dtype.type(0),
                              self._work * p >= _kernels.PARALLEL_MIN_WORK)
         if rp is not None:
             out = np.empty_like(YT)
@@ -478,62 +344,18 @@ class HMatrix:
         return LinearOperator(self.shape, matvec=self.matvec, rmatvec=self.rmatvec,
                               matmat=self.matvec, rmatmat=self.rmatvec, dtype=self.dtype)
 
-    # ------------------------------------------------------------------ save / load
+    # ------------------------------------------------------------------ save
     def save(self, path) -> None:
-        """Write a versioned ``.npz`` file (no pickles)."""
-        arrays = dict(lr_desc=self.lr_desc, lr_data=self.lr_data, d_desc=self.d_desc,
-                      d_data=self.d_data, shape=np.asarray(self.shape, dtype=np.int64))
-        if self.row_perm is not None:
-            arrays["row_perm"] = self.row_perm
-        if self.col_perm is not None:
-            arrays["col_perm"] = self.col_perm
-        meta = {"format": "hmat.HMatrix", "version": FORMAT_VERSION, "info": _jsonable(self.info)}
-        np.savez(path, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
+        """Write a versioned ``.npz`` file (no pickles); read it with :func:`hmat.load`."""
+        from .io import save
 
-
-def _jsonable(obj):
-    try:
-        json.dumps(obj)
-        return obj
-    except TypeError:
-        if isinstance(obj, dict):
-            return {str(k): _jsonable(v) for k, v in obj.items()}
-        if isinstance(obj, (list, tuple)):
-            return [_jsonable(v) for v in obj]
-        if isinstance(obj, np.generic):
-            return obj.item()
-        return repr(obj)
-
-
-def load(path) -> HMatrix:
-    """Read a file written by :meth:`HMatrix.save`; a foreign or corrupt file raises ValueError."""
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            files = dict(f.items())
-    except Exception as exc:  # zipfile / format errors
-        raise ValueError(f"{path} is not a readable hmat .npz file: {exc}") from exc
-    try:
-        meta = json.loads(files.pop("meta").tobytes().decode())
-    except Exception as exc:
-        raise ValueError(f"{path} has no valid hmat metadata") from exc
-    if meta.get("format") != "hmat.HMatrix":
-        raise ValueError(f"{path} is not an hmat.HMatrix file (format={meta.get('format')!r})")
-    if meta.get("version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{path} has format version {meta.get('version')}, this hmat reads {FORMAT_VERSION}"
-        )
-    missing = {"lr_desc", "lr_data", "d_desc", "d_data", "shape"} - set(files)
-    if missing:
-        raise ValueError(f"{path} lacks arrays {sorted(missing)}")
-    return HMatrix(shape=tuple(files["shape"]), lr_desc=files["lr_desc"],
-                   lr_data=files["lr_data"], d_desc=files["d_desc"], d_data=files["d_data"],
-                   row_perm=files.get("row_perm"), col_perm=files.get("col_perm"),
-                   info=meta.get("info", {}))
+        save(self, path)
 
 
 class _Transposed:
-    """``H.T``: supports ``H.T @ y`` and ``shape``, nothing more."""
+    """``H.T``: supports ``H.T @ y``, ``y @ H.T`` and ``shape``, nothing more."""
+
+    __array_ufunc__ = None
 
     def __init__(self, h: HMatrix):
         self._h = h
@@ -542,3 +364,8 @@ class _Transposed:
 
     def __matmul__(self, y):
         return self._h.rmatvec(y)
+
+    def __rmatmul__(self, x):
+        """``x @ H.T`` = ``(H @ x.T).T``."""
+        x = np.asarray(x)
+        return self._h.matvec(x) if x.ndim == 1 else self._h.matvec(x.T).T

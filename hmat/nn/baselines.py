@@ -34,7 +34,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import prune
 
-from .budget import AdaptivePlan
+import hmat
+from hmat.blocktree import Blocks, SpectralPlan
+from hmat.cluster import resolve_cluster
+from hmat.compressors import Accuracy, TruncatedSVD
+
 from .hlinear import HLinear, replace_linear
 
 __all__ = ["METHODS", "LowRankLinear", "QuantLinear", "compress_layer", "layer_nbytes",
@@ -75,11 +79,15 @@ class LowRankLinear(nn.Module):
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, rank: int) -> LowRankLinear:
+        """The global truncated SVD of the weight (:class:`hmat.TruncatedSVD` on the whole
+        matrix), with the singular values split evenly between the two factors."""
         w = linear.weight.detach()
-        u, s, vh = torch.linalg.svd(w.double(), full_matrices=False)
-        r = int(rank)
-        sq = s[:r].sqrt()
-        return cls((u[:, :r] * sq).to(w.dtype), (sq[:, None] * vh[:r]).to(w.dtype), linear.bias)
+        u, vt = TruncatedSVD()(w.cpu().double().numpy(), Accuracy(rank=int(rank)))
+        s = np.linalg.norm(u, axis=0)  # u = U_k diag(s): the columns' norms are the s_i
+        sq = np.sqrt(s)
+        scale = np.where(s > 0, sq / np.where(s > 0, s, 1.0), 0.0)
+        a, b = u * scale, sq[:, None] * vt
+        return cls(torch.from_numpy(a).to(w.dtype), torch.from_numpy(b).to(w.dtype), linear.bias)
 
     def forward(self, x):
         return F.linear(F.linear(x, self.B), self.A, self.bias)
@@ -214,8 +222,12 @@ def _hmatrix_to_budget(linear, budget, hmatrix_kwargs):
     if extra.get("method", "svd") != "svd" or set(extra) - {"method", "forward_mode"}:
         raise ValueError("a byte budget for 'hmatrix' supports only leaf_size, cluster, "
                          f"method='svd' and forward_mode; got {sorted(hmatrix_kwargs)}")
-    plan = AdaptivePlan(w, hmatrix_kwargs.get("leaf_size", 32),
-                        hmatrix_kwargs.get("cluster", "index"))
+    leaf = hmatrix_kwargs.get("leaf_size", 32)
+    cluster = hmatrix_kwargs.get("cluster", "index")
+    rows = resolve_cluster(cluster, w.shape[0], leaf, features=w, name="row")
+    cols = resolve_cluster(cluster, w.shape[1], leaf, features=w.T, name="col")
+    a = np.ascontiguousarray(w[np.ix_(rows.perm, cols.perm)])
+    plan = SpectralPlan(Blocks(rows, cols, a.dtype, a=a), hmat.AllAdmissible())
     target = budget - _bias_nbytes(linear)
     for _ in range(8):
         tol = plan.tol_for_bytes(target)
@@ -283,9 +295,8 @@ def compress_layer(linear: nn.Linear, method: str, budget: int | None = None, **
                 raise ValueError("hmatrix without a budget needs exactly one of tol= or rank=")
             mod = HLinear.from_linear(linear, rank=opts.get("rank"), tol=opts.get("tol"),
                                       adaptive=opts.get("adaptive", "tol" in opts), **hk)
-        info.update(tol=mod._info.get("tol"), rank=mod._info.get("rank"),
-                    certified_bound=mod._info.get("certified_bound"),
-                    n_blocks=len(mod._lr_desc) + len(mod._d_desc))
+        info.update(tol=mod.info.get("tol"), rank=mod.info.get("rank"),
+                    certified_bound=mod.info.get("certified_bound"), n_blocks=mod.n_blocks)
     elif method == "hmatrix_rank":
         hk = {k: v for k, v in opts.items() if k != "rank"}
         if budget is not None:
@@ -296,7 +307,7 @@ def compress_layer(linear: nn.Linear, method: str, budget: int | None = None, **
             if "rank" not in opts:
                 raise ValueError("hmatrix_rank without a budget needs rank=")
             mod = HLinear.from_linear(linear, rank=opts["rank"], **hk)
-        info.update(rank=mod._info.get("rank"), n_blocks=len(mod._lr_desc) + len(mod._d_desc))
+        info.update(rank=mod.info.get("rank"), n_blocks=mod.n_blocks)
     elif method == "svd":
         if budget is not None:
             k = (budget - bias_b) // ((m + n) * item)
@@ -408,9 +419,7 @@ def densify(model: nn.Module) -> nn.Module:
             lin.weight.copy_(w)
             if mod.bias is not None:
                 lin.bias.copy_(mod.bias.detach())
-        parent_name, _, child = name.rpartition(".")
-        parent = new.get_submodule(parent_name) if parent_name else new
-        setattr(parent, child, lin)
+        new.set_submodule(name, lin)
     return new
 
 

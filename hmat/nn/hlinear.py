@@ -69,7 +69,7 @@ class HLinear(nn.Module):
         self._row_perm = None if H.row_perm is None else H.row_perm.copy()
         self._col_perm = None if H.col_perm is None else H.col_perm.copy()
         self._info = dict(H.info)
-        self._lr_size, self._d_size = H.lr_data.size, H.d_data.size
+        self._n_entries = H.n_entries
         self._h_nbytes = H.nbytes
         dtype = torch.float32 if H.dtype == np.float32 else torch.float64
         rp = np.arange(H.shape[0]) if H.row_perm is None else H.row_perm
@@ -163,9 +163,18 @@ class HLinear(nn.Module):
 
     # ------------------------------------------------------------------ bookkeeping
     @property
+    def info(self) -> dict:
+        """The build information of the H-matrix (``HMatrix.info``: method, rank, tol, ...)."""
+        return dict(self._info)
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self._lr_desc) + len(self._d_desc)
+
+    @property
     def n_params(self) -> int:
         """Stored numbers: factor entries of every block (no padding), dense blocks, bias."""
-        return int(self._lr_size + self._d_size + (0 if self.bias is None else self.bias.numel()))
+        return int(self._n_entries + (0 if self.bias is None else self.bias.numel()))
 
     @property
     def nbytes(self) -> int:
@@ -297,28 +306,27 @@ class HLinear(nn.Module):
     # ------------------------------------------------------------------ back to an HMatrix
     def to_hmatrix(self) -> HMatrix:
         """Pack the current (e.g. trained) factors into an :class:`hmat.HMatrix`."""
-        dt = self._dtype()
-        lr_data = np.zeros(self._lr_size, dtype=dt)
-        d_data = np.zeros(self._d_size, dtype=dt)
-        lr = self._lr_desc
+        lowrank, dense = [], []
         with torch.no_grad():
             for gi, g in enumerate(self._lr_groups):
                 u = self.U[gi].detach().cpu().numpy()
                 vt = self.Vt[gi].detach().cpu().numpy()
                 for i, b in enumerate(g["ids"]):
-                    _, m, _, n, k, off = lr[b]
-                    lr_data[off: off + m * k] = u[i, :, :k].ravel()
-                    lr_data[off + m * k: off + m * k + k * n] = vt[i, :k, :].ravel()
+                    r0, _, c0, _, k, _ = self._lr_desc[b]
+                    lowrank.append((r0, c0, u[i, :, :k], vt[i, :k, :]))
+            for b in np.flatnonzero(self._lr_desc[:, 4] == 0):  # rank-0 blocks: no parameters
+                r0, m, c0, n, _, _ = self._lr_desc[b]
+                lowrank.append((r0, c0, np.zeros((m, 0)), np.zeros((0, n))))
             for gi, g in enumerate(self._d_groups):
                 d = self.D[gi].detach().cpu().numpy()
                 for i, b in enumerate(g["ids"]):
-                    _, m, _, n, off = self._d_desc[b]
-                    d_data[off: off + m * n] = d[i].ravel()
+                    r0, _, c0, _, _ = self._d_desc[b]
+                    dense.append((r0, c0, d[i]))
         info = dict(self._info)
         info["from"] = "HLinear.to_hmatrix"
-        return HMatrix(shape=(self.out_features, self.in_features), lr_desc=self._lr_desc,
-                       lr_data=lr_data, d_desc=self._d_desc, d_data=d_data,
-                       row_perm=self._row_perm, col_perm=self._col_perm, info=info)
+        return HMatrix.from_blocks((self.out_features, self.in_features), lowrank, dense,
+                                   row_perm=self._row_perm, col_perm=self._col_perm, info=info,
+                                   dtype=self._dtype())
 
 
 def replace_linear(model: nn.Module, predicate: Callable[[str, nn.Linear], bool] | None = None,
@@ -356,10 +364,8 @@ def replace_linear(model: nn.Module, predicate: Callable[[str, nn.Linear], bool]
             targets.append(name)
     replaced = {}
     for name in targets:
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        old = getattr(parent, child)
+        old = model.get_submodule(name)
         new = factory(old)
-        setattr(parent, child, new)
+        model.set_submodule(name, new)
         replaced[name] = (old, new)
     return replaced
