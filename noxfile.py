@@ -7,9 +7,10 @@
     nox -s lint                        # ruff + CITATION.cff validation
 
 tests, book (and bench) share ONE virtual environment, ``.nox/hmat-env``, with ``hmat[all]``
-installed editable: torch alone is gigabytes, so it is installed once, not once per session. The
-environment is refreshed only when pyproject.toml (or the Python version) changes. Set
-``HMAT_PYTHON`` to choose the interpreter that creates it (default: the one running nox).
+and the book's own package ``hmatbook`` (``book/``) installed editable: torch alone is gigabytes,
+so it is installed once, not once per session. The environment is refreshed only when
+pyproject.toml or book/pyproject.toml (or the Python version) changes. Set ``HMAT_PYTHON`` to
+choose the interpreter that creates it (default: the one running nox).
 
 This file imports nothing outside the standard library and nox: YAML is read by the shared
 environment's Python, so ``python -m pip install nox`` is all a fresh machine needs.
@@ -55,14 +56,16 @@ def _bin(name: str) -> str:
 
 def _env_stamp() -> str:
     h = hashlib.sha256((ROOT / "pyproject.toml").read_bytes())
+    h.update((BOOK / "pyproject.toml").read_bytes())
     h.update(os.environ.get("HMAT_PYTHON", sys.executable).encode())
     return h.hexdigest()
 
 
 def _shared_env(session: nox.Session) -> Path:
-    """Create or refresh ``.nox/hmat-env`` (hmat[all] editable + the ``hmat`` Jupyter kernel).
+    """Create or refresh ``.nox/hmat-env`` (hmat[all] and hmatbook editable + the ``hmat``
+    Jupyter kernel).
 
-    Returns the environment's bin folder. Reinstalls only when pyproject.toml changed. Used by
+    Returns the environment's bin folder. Reinstalls only when a pyproject.toml changed. Used by
     every session that needs the package (tests, book, bench).
     """
     python = os.environ.get("HMAT_PYTHON", sys.executable)
@@ -77,7 +80,7 @@ def _shared_env(session: nox.Session) -> Path:
     # CI: no progress bars, no version nagging.
     quiet = ["--progress-bar", "off", "--disable-pip-version-check"]
     session.run(_bin("python"), "-m", "pip", "install", *quiet, "-e", f"{ROOT}[all]",
-                external=True)
+                "-e", str(BOOK), external=True)
     session.run(_bin("python"), "-m", "ipykernel", "install", "--sys-prefix", "--name", KERNEL,
                 "--display-name", "Python (hmat)", external=True)
     STAMP.write_text(stamp + "\n")
@@ -132,9 +135,10 @@ def _notebooks_in_toc(session: nox.Session) -> list[Path]:
 
 
 def _copy_sources() -> None:
-    """Mirror the book's non-notebook sources into book/_executed (notebooks handled apart)."""
+    """Mirror the book's non-notebook sources into book/_executed (notebooks handled apart);
+    the book's Python package (hmatbook, its pyproject.toml and egg-info) is no page source."""
     ignore = shutil.ignore_patterns("_build", "_executed", "*.ipynb", ".ipynb_checkpoints",
-                                    "__pycache__")
+                                    "__pycache__", "hmatbook", "pyproject.toml", "*.egg-info")
     shutil.copytree(BOOK, EXECUTED, ignore=ignore, dirs_exist_ok=True)
 
 

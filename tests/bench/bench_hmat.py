@@ -4,7 +4,7 @@
 Products (H, numpy, torch F.linear, int8 quantize_dynamic) per matrix, rank, dtype and number of
 vectors; H build against one full SVD; STREAM bandwidth and a GEMM roof; scaling with n and
 threads; numba's compile cache across processes; small layers. The ratios are computed after the
-run from the medians (``tests/bench/conftest.py`` -> ``hmat.experiments.bench_summary``).
+run from the medians (``tests/bench/conftest.py`` -> ``hmatbook.bench_summary``).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 import hmat
-from hmat.experiments import bench
-from hmat.experiments.timing import available_threads, limit_threads
+from hmat import available_threads, limit_threads
+from hmatbook import bench
 
 PROFILE = os.environ.get("HMAT_BENCH_PROFILE", "quick")
 if PROFILE not in bench.BENCH_PROFILES:
@@ -45,7 +45,7 @@ def _matrix_or_skip(name):
 
 def _pedantic(benchmark, fn, **info):
     benchmark.extra_info.update(info)
-    iterations = bench._calls_for(fn, CFG["min_time"])
+    iterations = bench.calls_for(fn, CFG["min_time"])
     benchmark.pedantic(fn, rounds=CFG["rounds"], iterations=iterations, warmup_rounds=1)
 
 
@@ -77,7 +77,7 @@ def test_product(benchmark, threads, mat, dtype, p, impl, rank):
     n_threads = threads or available_threads()
     benchmark.group = f"product {mat} {dtype} p={p} threads={n_threads}"
     entries = Hs[rank].n_entries if Hs else W.size
-    with limit_threads(threads), bench._torch_threads(threads):
+    with limit_threads(threads):  # numba, BLAS and torch
         _pedantic(benchmark, fn, kind="product", matrix=mat, dtype=dtype, p=p, impl=impl,
                   rank=rank, threads=n_threads, nbytes=int(nbytes), flops=2.0 * entries * p,
                   shape=list(W.shape))
@@ -117,7 +117,7 @@ STREAM_CASES = [(op, nb, th) for op in ("read", "copy", "triad") for nb in CFG["
 @pytest.mark.parametrize("op,nbytes,threads", STREAM_CASES,
                          ids=[f"{o}-{nb >> 20}MiB-t{t or 'all'}" for o, nb, t in STREAM_CASES])
 def test_stream(benchmark, op, nbytes, threads):
-    from hmat.experiments import _stream
+    from hmatbook import _stream
 
     n = nbytes // 8
     a, b, c = np.zeros(n), np.ones(n), np.full(n, 2.0)
@@ -150,7 +150,8 @@ def test_gemm_peak(benchmark, dtype):
 # ------------------------------------------------------------------------------ scaling
 @functools.cache
 def _kernel_h(n):
-    return hmat.compress(bench.kernel_entries("inverse"), shape=(n, n), tol=1e-6, method="aca")
+    return hmat.compress(bench.index_kernel_entries("inverse"), shape=(n, n), tol=1e-6,
+                         method="aca")
 
 
 SCALING_CASES = [(n, th, impl) for n in CFG["scaling_ns"] for th in CFG["threads"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from hmat.experiments import bench_summary
+from hmatbook import bench_summary
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -13,7 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
-from hmat.experiments import imagenet as im  # noqa: E402
+from hmatbook import imagenet as im  # noqa: E402
 
 DATA = os.environ.get("HMAT_DATA_DIR")
 needs_data = pytest.mark.skipif(

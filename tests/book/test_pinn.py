@@ -1,4 +1,4 @@
-"""hmat.experiments.pinn: exact solutions satisfy their PDEs, batched and pointwise derivatives
+"""hmatbook.pinn: exact solutions satisfy their PDEs, batched and pointwise derivatives
 agree, training lowers the loss, errors and data are seeded and well separated."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from hmat.experiments import pinn
 from hmat.nn.ntk import point_derivatives
+from hmatbook import pinn
 
 torch.set_num_threads(1)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hmat.experiments import ledger
-from hmat.experiments import thesis as th
+from hmatbook import ledger
+from hmatbook import thesis as th
 
 
 def test_thesis_table1_read_off_the_text():
@@ -184,7 +184,7 @@ def test_family_labels():
 
 def test_first_available_layer_reports_missing_models(tmp_path, monkeypatch):
     pytest.importorskip("torch")
-    from hmat.experiments import imagenet as im
+    from hmatbook import imagenet as im
 
     monkeypatch.setattr(im, "_hub_checkpoints", lambda: tmp_path / "no-hub")
     layer, skipped = th.first_available_layer(["googlenet", "resnet18"], data_dir=tmp_path,
