@@ -1,6 +1,6 @@
 """Numba kernels for H-matrix products on the row-panel storage of :class:`hmat.HMatrix`.
 
-Layout (all in permuted index space; see :mod:`hmat.hmatrix`):
+Layout (all in permuted index space; see :mod:`hmat._layout`):
 
 * The rows are cut into *chunks* (``chunks``) that no block boundary crosses. Chunk ``c`` owns one
   row-major *panel* at ``panel[pan_off[c]:]``, ``L x W`` (``L`` rows of the chunk, ``W`` columns):
@@ -19,7 +19,7 @@ Layout (all in permuted index space; see :mod:`hmat.hmatrix`):
 Vectors travel transposed: ``XT`` is ``(p, n)`` and ``YT`` is ``(p, m)``, C-contiguous, so that
 every inner loop is a dot product over contiguous memory in both operands, whatever ``p``.
 
-Schedule (built by :func:`hmat.hmatrix._schedule` for a thread count): consecutive chunks form one
+Schedule (built by :func:`hmat._layout.schedule` for a thread count): consecutive chunks form one
 *task* per thread (``task_chunk``); a task computes ``t_b`` of the low-rank blocks that lie wholly
 in its rows (``task_lr``, CSR by ``task_ptr``), then its panels. The few low-rank blocks that a
 task cut crosses (``shared``) get ``t_b`` computed first, in a separate parallel pass. A task owns

@@ -32,7 +32,16 @@ __all__ = [
     "verdict_suitable", "verdict_accuracy_decreases",
 ]
 
-METHOD_LABEL = {"svd": "SVD", "rrqr": "QR", "qr": "QR", "aca": "ACA"}
+METHOD_LABEL = {"svd": "SVD", "rrqr": "QR", "qr": "QR", "aca": "ACA",
+                "aca_plain": "ACA, plain cross"}
+
+
+def compressor(method: str):
+    """The ``method=`` handed to :func:`hmat.compress`: hmat's own names, and ``"aca_plain"``,
+    the cross approximation without hmat's recompression (as the thesis' ACA curves)."""
+    import hmat
+
+    return hmat.ACA(recompress=False) if method == "aca_plain" else method
 REPRODUCED, PARTLY, NOT, UNTESTABLE = ("reproduced", "partly reproduced", "not reproduced",
                                        "not testable here")
 
@@ -234,7 +243,10 @@ def approximate(W: np.ndarray, v: dict, *, build_threads: int | None = 1):
     with hmat.limit_threads(build_threads):
         if fam == "global_svd":
             return GlobalSVD(W, int(v["rank"]))
-        return hmat.compress(W, **{k: v[k] for k in _HM_KEYS if k in v})
+        kw = {k: v[k] for k in _HM_KEYS if k in v}
+        if "method" in kw:
+            kw["method"] = compressor(kw["method"])
+        return hmat.compress(W, **kw)
 
 
 def evaluate(layer: Layer, v: dict, *, n_products: int = 0, threads=None, rounds: int = 20,
