@@ -18,7 +18,8 @@ from importlib import metadata
 from .ledger import results_dir
 from .paths import REPO_ROOT
 
-PACKAGES = ("hmat", "numpy", "scipy", "numba", "torch", "torchvision", "matplotlib", "papermill")
+PACKAGES = ("hmat", "hmatbook", "numpy", "scipy", "numba", "torch", "torchvision", "matplotlib",
+            "papermill")
 
 
 def cpu_model() -> str:
