@@ -129,6 +129,9 @@ def _compress(A, rank, tol, method, adaptive, recompress, norm, admissibility, e
     if (adaptive or recompress) and norm != "fro":
         raise ValueError("adaptive and recompress certify the Frobenius norm: use norm='fro'")
     compressor = get_compressor(method)
+    check = getattr(compressor, "check", None)
+    if check is not None:  # ACA rejects a spectral tolerance even if no block is admissible
+        check(accuracy)
     if adaptive and admissibility == "strong" and eta is None:
         admissible = AllAdmissible()
     else:

@@ -241,10 +241,14 @@ class ACA:
         if self.oversample < 1.0:
             raise ValueError(f"oversample must be >= 1, got {self.oversample}")
 
-    def __call__(self, block, accuracy: Accuracy) -> LowRank:
+    def check(self, accuracy: Accuracy) -> None:
+        """Reject what ACA cannot honour (called by :func:`hmat.compress` before any block)."""
         if accuracy.rank is None and accuracy.norm != "fro":
             raise ValueError("ACA estimates its error in the Frobenius norm: use norm='fro' "
                              "with a tolerance (or method='svd' for the spectral norm)")
+
+    def __call__(self, block, accuracy: Accuracy) -> LowRank:
+        self.check(accuracy)
         m, n = block.shape
         dtype = np.dtype(block.dtype)
         if m == 0 or n == 0:

@@ -1,9 +1,7 @@
-"""Property and unit tests of the hmat core: products, promised accuracies, storage, errors."""
+"""hmat.build.compress: property tests (products, promised accuracies, storage), bad arguments,
+dtype rules, entry functions, the adaptive certified bound and recompression."""
 
 from __future__ import annotations
-
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -11,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import hmat
+from hmat.examples import inverse_distance
 
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -78,6 +77,9 @@ def test_products_equal_dense(a, mode, method, leaf, adm, cluster, p, seed):
     z = H.rmatvec(yv)
     assert z.dtype == a.dtype
     assert np.abs(z - dense.T @ yv).max() <= rtol * scale * (1 + np.abs(yv).max())
+    w = yv @ H  # numpy hands x @ H over to HMatrix
+    assert w.dtype == a.dtype and np.abs(w - yv @ dense).max() <= rtol * scale * (
+        1 + np.abs(yv).max())
 
 
 @SETTINGS
@@ -122,35 +124,38 @@ def test_fixed_rank_caps_every_block(a, rank, method, leaf):
             assert b.rank * (bm + bn) < bm * bn  # low rank only where it stores less
 
 
-def test_blocks_tile_the_matrix_once():
-    a = np.random.default_rng(1).standard_normal((37, 53))
-    for adm in ("strong", "weak"):
-        H = hmat.compress(a, rank=2, leaf_size=4, admissibility=adm)
-        cover = np.zeros(a.shape, dtype=int)
-        for b in H.blocks():
-            cover[b.row_start:b.row_stop, b.col_start:b.col_stop] += 1
-        assert np.all(cover == 1)
-
-
 def test_svd_fixed_rank_is_optimal_per_block():
     """With SVD each low-rank block is the best rank-k approximation of its block."""
     rng = np.random.default_rng(3)
     a = rng.standard_normal((64, 64))
     H = hmat.compress(a, rank=4, method="svd", leaf_size=8)
     dense = H.to_dense()
+    n_lr = 0
     for b in H.blocks():
         if b.kind != "lowrank":
             continue
+        n_lr += 1
         blk = a[b.row_start:b.row_stop, b.col_start:b.col_stop]
         s = np.linalg.svd(blk, compute_uv=False)
         err = np.linalg.norm(blk - dense[b.row_start:b.row_stop, b.col_start:b.col_stop])
         assert np.isclose(err, np.sqrt(np.sum(s[b.rank:] ** 2)))
+    assert n_lr > 0
+
+
+def test_rel_error_is_exact():
+    """info['rel_error_fro'] is ||A - H||_F / ||A||_F of the stored factors."""
+    a = inverse_distance(200)
+    for kw in (dict(rank=3), dict(tol=1e-4), dict(tol=1e-3, adaptive=True),
+               dict(tol=1e-4, method="aca")):
+        H = hmat.compress(a, leaf_size=16, **kw)
+        rel = np.linalg.norm(a - H.to_dense()) / np.linalg.norm(a)
+        assert H.info["rel_error_fro"] == pytest.approx(rel, rel=1e-6, abs=1e-13), kw
+        assert H.info["norm_fro"] == pytest.approx(np.linalg.norm(a))
 
 
 def test_kernel_matrix_target():
     """The 1024 x 1024 kernel 1/(1+|i-j|) at tol=1e-6: error <= 1e-6, storage <= 20 % of dense."""
-    i = np.arange(1024)
-    a = 1.0 / (1.0 + np.abs(i[:, None] - i[None, :]))
+    a = inverse_distance(1024)
     for method in METHODS:
         H = hmat.compress(a, tol=1e-6, method=method)
         rel = np.linalg.norm(a - H.to_dense()) / np.linalg.norm(a)
@@ -161,6 +166,7 @@ def test_kernel_matrix_target():
     assert H.nbytes <= 0.2 * a.nbytes
 
 
+# ------------------------------------------------------------------------------ entry functions
 def test_aca_never_forms_the_matrix():
     """ACA on an entry function: every call asks for one row, one column, or a dense leaf."""
     n = 512
@@ -176,115 +182,59 @@ def test_aca_never_forms_the_matrix():
     assert sum(r * c for r, c in calls) < 0.5 * n * n  # far fewer entries than the matrix
     a = 1.0 / (1.0 + 50.0 * np.abs(pts[:, None] - pts[None, :]))
     assert np.linalg.norm(a - H.to_dense()) <= 1e-5 * np.linalg.norm(a)
+    assert "rel_error_fro" not in H.info  # no exact error without the matrix
 
 
-@pytest.mark.parametrize("rank", [1, 3, 7])
-def test_aca_rank_deficient_blocks(rank):
-    rng = np.random.default_rng(rank)
-    blk = rng.standard_normal((40, rank)) @ rng.standard_normal((rank, 30))
-    with np.errstate(all="raise"):
-        u, v = hmat.aca(blk, hmat.Accuracy(rtol=1e-10))
-        u2, v2 = hmat.aca(blk, hmat.Accuracy(rank=20))
-        u0, v0 = hmat.aca(np.zeros((10, 12)), hmat.Accuracy(rank=5))
-    assert u.shape[1] <= rank + 1 and u2.shape[1] <= rank + 1
-    assert np.allclose(u2 @ v2.T, blk, atol=1e-8 * np.abs(blk).max())
-    assert u0.shape == (10, 0) and v0.shape == (12, 0)
+@pytest.mark.parametrize("method", ["svd", "rrqr"])
+def test_block_compressors_on_entry_functions_form_one_block_at_a_time(method):
+    """Compressors that need the whole block form only that block, never the matrix; the
+    result equals the build from the array."""
+    n = 256
+    a = inverse_distance(n)
+    calls = []
+
+    def entries(rows, cols):
+        calls.append((len(rows), len(cols)))
+        return a[np.ix_(rows, cols)]
+
+    H = hmat.compress(entries, shape=(n, n), rank=4, method=method, leaf_size=16)
+    assert max(r * c for r, c in calls) < n * n / 2
+    H0 = hmat.compress(a, rank=4, method=method, leaf_size=16)
+    np.testing.assert_allclose(H.to_dense(), H0.to_dense(), atol=1e-12)
+    H32 = hmat.compress(entries, shape=(n, n), rank=4, method=method, leaf_size=16,
+                        dtype=np.float32)
+    assert H32.dtype == np.float32
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_compressors_meet_accuracy(method):
-    rng = np.random.default_rng(0)
-    s = 2.0 ** -np.arange(30)
-    q1, _ = np.linalg.qr(rng.standard_normal((50, 30)))
-    q2, _ = np.linalg.qr(rng.standard_normal((40, 30)))
-    blk = (q1 * s) @ q2.T
-    comp = getattr(hmat, method)
-    u, v = comp(blk, hmat.Accuracy(rank=5))
-    assert u.shape == (50, 5) and v.shape == (40, 5)
-    u, v = comp(blk, hmat.Accuracy(rtol=1e-3))
-    err = np.linalg.norm(blk - u @ v.T)
-    slack = 1.0 if method != "aca" else 10.0  # ACA's stopping rule is an estimate
-    assert err <= slack * 1e-3 * np.linalg.norm(blk)
-    u, v = comp(blk, hmat.Accuracy(atol=1e-4, norm="2"))
-    assert np.linalg.norm(blk - u @ v.T, 2) <= slack * 1e-4 * 4
+def test_entry_function_errors():
+    with pytest.raises(ValueError, match="shape"):
+        hmat.compress(lambda r, c: np.ones((len(r), len(c))), rank=2)
+    with pytest.raises(ValueError, match="array"):
+        hmat.compress(lambda r, c: np.ones((len(r), len(c))), shape=(8, 8), tol=0.1,
+                      adaptive=True)
+    with pytest.raises(ValueError, match="array"):
+        hmat.compress(lambda r, c: np.ones((len(r), len(c))), shape=(8, 8), tol=0.1,
+                      recompress=True)
+    with pytest.raises(ValueError, match="non-finite"):
+        hmat.compress(lambda r, c: np.full((len(r), len(c)), np.nan), shape=(8, 8), rank=1,
+                      leaf_size=2)
+    with pytest.raises(TypeError, match="dtype"):
+        hmat.compress(lambda r, c: np.ones((len(r), len(c))), shape=(8, 8), rank=1,
+                      dtype=np.int32)
 
 
-def test_accuracy_choose_rank_rules():
-    s = np.array([4.0, 2.0, 1.0, 0.5, 0.0])
-    err2 = np.append(s, 0.0)
-    fro = np.sqrt(np.cumsum((s**2)[::-1])[::-1])
-    errf = np.append(fro, 0.0)
-    shape, dt = (5, 5), np.float64
-    assert hmat.Accuracy(rank=2).choose_rank(err2, s[0], shape, dt) == 2
-    assert hmat.Accuracy(rank=9).choose_rank(err2, s[0], shape, dt) == 4  # zero tail cut
-    assert hmat.Accuracy(rtol=0.3, norm="2").choose_rank(err2, s[0], shape, dt) == 2
-    assert hmat.Accuracy(atol=0.6, norm="2").choose_rank(err2, s[0], shape, dt) == 3
-    assert hmat.Accuracy(rtol=0.3).choose_rank(errf, fro[0], shape, dt) == 2
-    assert hmat.Accuracy(rtol=0.3, max_rank=1).choose_rank(errf, fro[0], shape, dt) == 1
-
-
+# ------------------------------------------------------------------------------ recompression
 def test_recompression_saves_storage_within_budget():
-    i = np.arange(512)
-    a = 1.0 / (1.0 + np.abs(i[:, None] - i[None, :]))
+    a = inverse_distance(512)
     H0 = hmat.compress(a, tol=1e-4, eta=4.0, leaf_size=16)
     H1 = hmat.compress(a, tol=1e-4, eta=4.0, leaf_size=16, recompress=True)
     assert H1.nbytes < H0.nbytes
+    assert H1.n_blocks < H0.n_blocks  # children were merged into parents
     assert np.linalg.norm(a - H1.to_dense()) <= 1e-4 * np.linalg.norm(a)
+    assert H1.info["recompress"] is True
 
 
-def test_data_ordering_recovers_hidden_structure():
-    """A smooth kernel whose rows and columns come in random order: in index order no block is
-    low rank; data-driven clustering puts similar rows (and columns) together again, so the
-    H-matrix is much smaller at the same certified accuracy."""
-    rng = np.random.default_rng(0)
-    x, y = rng.uniform(size=384), rng.uniform(size=384)
-    a = 1.0 / (1.0 + 50.0 * np.abs(x[:, None] - y[None, :]))
-    Hi = hmat.compress(a, tol=1e-4, adaptive=True, leaf_size=16)
-    Hd = hmat.compress(a, tol=1e-4, adaptive=True, leaf_size=16, cluster="data")
-    assert Hd.row_perm is not None and sorted(Hd.row_perm) == list(range(384))
-    assert np.linalg.norm(a - Hd.to_dense()) <= 1e-4 * np.linalg.norm(a)
-    v = rng.standard_normal(384)
-    assert np.allclose(Hd @ v, Hd.to_dense() @ v)
-    assert Hi.compression_ratio > 0.9
-    assert Hd.compression_ratio < 0.5
-
-
-def test_geometric_clustering_and_strong_admissibility():
-    rng = np.random.default_rng(0)
-    pts = rng.uniform(size=(400, 2))
-    d = np.linalg.norm(pts[:, None] - pts[None, :], axis=-1)
-    a = np.exp(-d)
-    H = hmat.compress(a, tol=1e-6, cluster="geometric", row_coords=pts, col_coords=pts,
-                      eta=2.0, leaf_size=16)
-    assert H.row_perm is not None
-    assert np.linalg.norm(a - H.to_dense()) <= 1e-6 * np.linalg.norm(a)
-    H_index = hmat.compress(a, tol=1e-6, eta=2.0, leaf_size=16)  # points in random order
-    assert H.compression_ratio < 0.8 * H_index.compression_ratio
-
-
-def test_eta_controls_block_sizes():
-    i = np.arange(256)
-    a = 1.0 / (1.0 + np.abs(i[:, None] - i[None, :]))
-    counts = [hmat.compress(a, rank=4, eta=eta, leaf_size=8).n_blocks for eta in (0.5, 1, 2, 4)]
-    assert counts == sorted(counts, reverse=True)  # larger eta: fewer, larger blocks
-    assert hmat.compress(a, rank=4, eta=0.0, leaf_size=8).ranks.size == 0  # nothing admissible
-
-
-def test_cluster_trees_are_valid():
-    rng = np.random.default_rng(0)
-    trees = [hmat.cluster_index(101, 7), hmat.cluster_geometric(rng.uniform(size=(101, 3)), 7),
-             hmat.cluster_data(rng.standard_normal((101, 20)), 7)]
-    for tree in trees:
-        assert sorted(tree.perm) == list(range(101))
-        for node in range(tree.n_nodes):
-            a, b = tree.children[node]
-            if a < 0:
-                assert tree.stop[node] - tree.start[node] <= 7
-            else:
-                assert tree.start[a] == tree.start[node] and tree.stop[b] == tree.stop[node]
-                assert tree.stop[a] == tree.start[b]
-
-
+# ------------------------------------------------------------------------------ dtypes, zeros
 def test_dtype_rules():
     a = np.random.default_rng(0).standard_normal((40, 30)).astype(np.float32)
     H = hmat.compress(a, rank=3, leaf_size=8)
@@ -292,73 +242,43 @@ def test_dtype_rules():
     assert (H @ np.ones(30, np.float32)).dtype == np.float32
     assert (H @ np.ones(30, np.float64)).dtype == np.float64
     assert (H @ np.ones(30, np.int64)).dtype == np.float64
+    assert (np.ones(40, np.float32) @ H).dtype == np.float32
     Hi = hmat.compress(np.arange(12).reshape(3, 4), rank=1)
     assert Hi.dtype == np.float64
     assert np.allclose(Hi.to_dense(), np.arange(12).reshape(3, 4))
+    assert hmat.compress(np.ones((4, 4), np.float16), rank=1).dtype == np.float64
+
+
+def test_torch_tensor_input():
+    torch = pytest.importorskip("torch")
+    w = torch.arange(20.0).reshape(4, 5)
+    H = hmat.compress(w, rank=1)
+    assert H.dtype == np.float32
+    np.testing.assert_allclose(H.to_dense(), w.numpy())
 
 
 def test_zero_matrix():
     H = hmat.compress(np.zeros((70, 50)), tol=1e-3, leaf_size=8)
     assert np.all(H @ np.ones(50) == 0)
     assert np.all(H.to_dense() == 0)
+    assert H.info["rel_error_fro"] == 0.0
 
 
-def test_save_load_roundtrip(tmp_path):
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((60, 45)).astype(np.float32)
-    H = hmat.compress(a, rank=4, leaf_size=8, cluster="data")
-    path = tmp_path / "h.npz"
-    H.save(path)
-    H2 = hmat.load(path)
-    assert H2.shape == H.shape and H2.dtype == H.dtype and H2.nbytes == H.nbytes
-    assert np.array_equal(H2.to_dense(), H.to_dense())
-    assert H2.info["method"] == "svd"
+def test_custom_compressor_and_admissibility_callables():
+    """method= and admissibility= take callables with the documented signatures."""
+    seen = []
+
+    def compressor(block, accuracy):
+        seen.append(block.shape)
+        return hmat.TruncatedSVD()(block, accuracy)
+
+    a = inverse_distance(128)
+    H = hmat.compress(a, rank=3, method=compressor, leaf_size=16)
+    assert seen
+    np.testing.assert_array_equal(H.to_dense(), hmat.compress(a, rank=3, leaf_size=16).to_dense())
 
 
-def test_load_rejects_bad_files(tmp_path):
-    bad = tmp_path / "bad.npz"
-    bad.write_bytes(b"not a zip file")
-    with pytest.raises(ValueError, match="not a readable"):
-        hmat.load(bad)
-    other = tmp_path / "other.npz"
-    np.savez(other, x=np.zeros(3))
-    with pytest.raises(ValueError, match="metadata"):
-        hmat.load(other)
-    H = hmat.compress(np.eye(20), rank=1, leaf_size=4)
-    good = tmp_path / "good.npz"
-    H.save(good)
-    with np.load(good) as f:
-        arrays = dict(f.items())
-    arrays["d_desc"] = arrays["d_desc"][:-1]  # drop a block: no longer tiles the matrix
-    np.savez(tmp_path / "cut.npz", **arrays)
-    with pytest.raises(ValueError, match="tile"):
-        hmat.load(tmp_path / "cut.npz")
-
-
-def test_linear_operator():
-    from scipy.sparse.linalg import svds
-
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((80, 60))
-    H = hmat.compress(a, tol=1e-8, leaf_size=8)
-    op = H.aslinearoperator()
-    x = rng.standard_normal(60)
-    assert np.allclose(op @ x, a @ x, atol=1e-6)
-    assert np.allclose(op.T @ rng.standard_normal(80).reshape(-1), 0, atol=1e9)  # runs
-    s = svds(op, k=3, return_singular_vectors=False, random_state=0)
-    assert np.allclose(np.sort(s), np.sort(np.linalg.svd(a, compute_uv=False)[:3]), rtol=1e-6)
-
-
-def test_repr_and_properties():
-    a = np.random.default_rng(0).standard_normal((100, 120))
-    H = hmat.compress(a, rank=5, leaf_size=16)
-    text = repr(H)
-    assert "(100, 120)" in text and "max_rank=5" in text and "% of dense" in text
-    assert H.n_blocks == len(H.blocks())
-    assert H.nbytes > H.lr_data.nbytes + H.d_data.nbytes  # index arrays are counted too
-    assert 0 < H.compression_ratio == H.nbytes / (100 * 120 * 8)
-
-
+# ------------------------------------------------------------------------------ bad input
 @pytest.mark.parametrize(
     "kwargs, exc, match",
     [
@@ -371,13 +291,21 @@ def test_repr_and_properties():
         (dict(rank=3, tol=0.1), ValueError, "exactly one"),
         (dict(), ValueError, "exactly one"),
         (dict(rank=3, eta=-1.0), ValueError, "eta"),
+        (dict(rank=3, admissibility="weak", eta=-1.0), ValueError, "eta"),
         (dict(rank=3, leaf_size=0), ValueError, "leaf_size"),
+        (dict(rank=3, leaf_size=2.0), TypeError, "leaf_size"),
         (dict(rank=3, method="lu"), ValueError, "method"),
         (dict(rank=3, norm="max"), ValueError, "norm"),
         (dict(rank=3, admissibility="strongest"), ValueError, "admissibility"),
         (dict(rank=3, cluster="random"), ValueError, "cluster"),
         (dict(rank=3, cluster="geometric"), ValueError, "row_coords"),
+        (dict(rank=3, cluster="geometric", row_coords=np.ones((9, 2)),
+              col_coords=np.ones((10, 2))), ValueError, "row_coords has 9 points"),
         (dict(rank=3, adaptive=True), ValueError, "tol"),
+        (dict(rank=3, recompress=True), ValueError, "tol"),
+        (dict(tol=0.1, adaptive=True, norm="2"), ValueError, "norm='fro'"),
+        # ACA cannot honour a spectral-norm tolerance: rejected before any block is built
+        (dict(tol=0.1, method="aca", norm="2"), ValueError, "Frobenius"),
         (dict(rank=3, blas_threads=0), ValueError, "blas_threads"),
     ],
 )
@@ -401,51 +329,3 @@ def test_bad_arguments(kwargs, exc, match):
 def test_bad_matrices(a, exc, match):
     with pytest.raises(exc, match=match):
         hmat.compress(a, rank=1)
-
-
-def test_bad_vectors():
-    H = hmat.compress(np.ones((10, 8)), rank=1, leaf_size=2)
-    with pytest.raises(ValueError, match="x has 7 rows"):
-        H @ np.ones(7)
-    with pytest.raises(ValueError, match="x has 10 rows"):
-        H @ np.ones((10, 3))
-    with pytest.raises(ValueError, match="y has 8 rows"):
-        H.rmatvec(np.ones(8))
-    with pytest.raises(ValueError, match="vector or a matrix"):
-        H @ np.ones((8, 2, 2))
-    with pytest.raises(TypeError, match="real"):
-        H @ np.ones(8, dtype=complex)
-
-
-def test_entry_function_errors():
-    with pytest.raises(ValueError, match="shape"):
-        hmat.compress(lambda r, c: np.ones((len(r), len(c))), rank=2)
-    with pytest.raises(ValueError, match="array"):
-        hmat.compress(lambda r, c: np.ones((len(r), len(c))), shape=(8, 8), tol=0.1,
-                      adaptive=True)
-    with pytest.raises(ValueError, match="non-finite"):
-        hmat.compress(lambda r, c: np.full((len(r), len(c)), np.nan), shape=(8, 8), rank=1,
-                      leaf_size=2)
-
-
-def test_plot_blocks_draws_ranks():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    i = np.arange(256)
-    a = 1.0 / (1.0 + np.abs(i[:, None] - i[None, :]))
-    H = hmat.compress(a, tol=1e-6, leaf_size=16)
-    ax = hmat.plot_blocks(H)
-    texts = [t.get_text() for t in ax.texts]
-    assert texts and all(t.isdigit() for t in texts)
-    assert set(int(t) for t in texts) <= set(H.ranks.tolist())
-    assert ax.get_xlabel() == "column index" and ax.get_ylabel() == "row index"
-    assert len(ax.collections) == 2  # low-rank and dense patches
-    plt.close(ax.figure)
-
-
-def test_import_does_not_import_torch():
-    code = "import sys, hmat; assert 'torch' not in sys.modules, 'hmat imported torch'"
-    subprocess.run([sys.executable, "-c", code], check=True)

@@ -17,8 +17,6 @@ from hmat.nn.ntk import (
     spectrum,
 )
 
-torch.set_num_threads(1)
-
 
 def _net(width=8, seed=0, out=1, inp=1):
     torch.manual_seed(seed)
