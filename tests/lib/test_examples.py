@@ -70,12 +70,9 @@ def _rel_err(a, **kw):
 # error, ACA's default oversample 2): rank 10: svd 0.1764, aca 0.2245 (1.27x), plain cross
 # approximation 0.4512; rank 20: svd 0.03555, aca 0.03673 (1.03x), plain 0.1491; rank 30: svd
 # 0.007812, aca 0.007815. With oversample 3: 1.015x at rank 10, 1.00001x at rank 20.
-@pytest.mark.parametrize("rank", [
-    pytest.param(10, marks=pytest.mark.xfail(
-        strict=True, reason="measured 1.27x of SVD at rank 10 with the default oversample 2 "
-                            "(1.015x with oversample 3)")),
-    20,
-])
+# The default oversample was 2 when this test was written (rank 10 then failed it, strict
+# xfail); it is 3 since, and the criterion (1.1x SVD) is unchanged.
+@pytest.mark.parametrize("rank", [10, 20])
 def test_aca_with_recompression_is_close_to_svd(rank):
     a = exponential_decay(256, rate=8)
     svd = _rel_err(a, rank=rank, method="svd")
@@ -89,6 +86,4 @@ def test_aca_recompression_beats_the_plain_cross_approximation(rank):
     svd = _rel_err(a, rank=rank, method="svd")
     aca = _rel_err(a, rank=rank, method="aca")
     plain = _rel_err(a, rank=rank, method=hmat.ACA(recompress=False))
-    oversampled = _rel_err(a, rank=rank, method=hmat.ACA(oversample=3.0))
     assert svd <= aca < plain < 1.0  # never worse than storing zero blocks
-    assert oversampled <= 1.1 * svd
