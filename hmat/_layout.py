@@ -101,7 +101,8 @@ def schedule(chunks, chunk_cost, lr_desc, n_tasks: int) -> Schedule:
     order = order[np.argsort(first[order], kind="stable")]
     task_ptr = np.zeros(len(task_chunk), dtype=np.int64)
     np.add.at(task_ptr, first[order] + 1, 1)
-    return Schedule(task_chunk, np.cumsum(task_ptr).astype(np.int64), order.astype(np.int64), shared)
+    return Schedule(task_chunk, np.cumsum(task_ptr).astype(np.int64), order.astype(np.int64),
+                    shared)
 
 
 class Panels(NamedTuple):

@@ -54,7 +54,8 @@ class Blocks:
 
     def block(self, s: int, t: int):
         """The block as an array view (array input) or an :class:`EntryBlock`."""
-        r0, r1, c0, c1 = self.rows.start[s], self.rows.stop[s], self.cols.start[t], self.cols.stop[t]
+        r0, r1 = self.rows.start[s], self.rows.stop[s]
+        c0, c1 = self.cols.start[t], self.cols.stop[t]
         if self.a is not None:
             return self.a[r0:r1, c0:c1]
         return EntryBlock(self.entries, self.rows.perm[r0:r1], self.cols.perm[c0:c1], self.dtype)

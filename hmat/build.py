@@ -11,7 +11,7 @@ import numpy as np
 from . import blocktree
 from ._threads import blas_threads as _blas_threads
 from .admissibility import AllAdmissible, make_admissibility
-from .cluster import ClusterTree, resolve_cluster
+from .cluster import ClusterTree, check_leaf_size, resolve_cluster
 from .compressors import Accuracy, get_compressor
 from .hmatrix import HMatrix
 
@@ -136,10 +136,7 @@ def _compress(A, rank, tol, method, adaptive, recompress, norm, admissibility, e
         admissible = AllAdmissible()
     else:
         admissible = make_admissibility(admissibility, eta)
-    if isinstance(leaf_size, bool) or not isinstance(leaf_size, (int, np.integer)):
-        raise TypeError(f"leaf_size must be an integer >= 1, got {leaf_size!r}")
-    if leaf_size < 1:
-        raise ValueError(f"leaf_size must be >= 1, got {leaf_size}")
+    leaf_size = check_leaf_size(leaf_size)
 
     if _is_entry_function(A):
         if shape is None or len(shape) != 2 or min(shape) < 1:

@@ -72,7 +72,8 @@ class ClusterTree:
         return bool(np.array_equal(self.perm, np.arange(self.size)))
 
 
-def _check_leaf_size(leaf_size) -> int:
+def check_leaf_size(leaf_size) -> int:
+    """``leaf_size`` as an int, or a clear error (an integer >= 1)."""
     if isinstance(leaf_size, bool) or not isinstance(leaf_size, (int, np.integer)):
         raise TypeError(f"leaf_size must be an integer >= 1, got {leaf_size!r}")
     if leaf_size < 1:
@@ -177,7 +178,7 @@ def cluster_tree(points, splitter: Splitter, leaf_size: int = 32, *,
     left mask``, as HMatrices.jl's ``ClusterTree(points, splitter)``. With ``positions``, the
     bounding boxes become 1-D positions in the new order (for points without geometry, such as
     the rows of a weight matrix: admissibility then measures distance in the cluster order)."""
-    leaf_size = _check_leaf_size(leaf_size)
+    leaf_size = check_leaf_size(leaf_size)
     if not callable(splitter):
         raise TypeError(f"splitter must be a callable points -> mask, got {splitter!r}")
     pts = _as_points(points, "points")

@@ -226,9 +226,10 @@ class ACA:
     stops when ``||u_k|| ||v_k|| <= tol ||S_k||_F`` (the usual Frobenius estimate), at its rank
     limit, or when every row has been tried (zero pivots are skipped, never used). With
     ``recompress`` (default) the cross phase runs to ``oversample`` times the requested rank (or
-    to half the tolerance; 3 by default: on a 256 x 256 matrix with singular values
-    ``exp(-i/8)`` at rank 10, oversampling 2 gave 1.27x the SVD's error, 3 gave 1.015x) and the factors are then truncated by a QR + SVD to the requested rank
-    (or the other half): close to the truncated SVD where the spectrum decays, at ACA's cost.
+    to half the tolerance) and the factors are then truncated by a QR + SVD to the requested
+    rank (or the other half): close to the truncated SVD where the spectrum decays, at ACA's
+    cost. Oversampling 3 (default): on a 256 x 256 matrix with singular values ``exp(-i/8)`` at
+    rank 10, oversampling 2 gave 1.27x the SVD's error, 3 gave 1.015x.
     ``recompress=False`` is the plain cross approximation (the thesis' ACA). The error estimate
     is a Frobenius one: a tolerance in the spectral norm is rejected.
     """
