@@ -17,7 +17,7 @@ memory of the vectorized Jacobian.
 
 A residual is given pointwise as ``residual(x, u, du, d2u)`` with, for one point ``x`` (d,),
 ``u`` (out,), ``du`` (out, d) the Jacobian and ``d2u`` (out, d) the diagonal of each output's
-Hessian; the same function serves batched training in :mod:`hmatbook.pinn (the book's package)`.
+Hessian; the same function serves batched training in the book's ``hmatbook.pinn``.
 """
 
 from __future__ import annotations
