@@ -189,14 +189,14 @@ def build_adaptive(src: Blocks, compressor, tol: float, admissible, s=0, t=0) ->
     kids = None if src.leafy(s, t) else [build_adaptive(src, compressor, tol, admissible, i, j)
                                          for i, j in src.children(s, t)]
     alt = None if kids is None else sum(c.entries() for c in kids)
-    _, best = choose(bm, bn, alt, None)
+    fallback, best = choose(bm, bn, alt, None)
     if admissible(src.rows, s, src.cols, t):
         if src.norm2(s, t) == 0.0:
             return node.set_lowrank(LowRank.zero(bm, bn, src.dtype), 0.0)
         got = _within_share(src, compressor, s, t, tol, lowrank_cap(bm, bn, best))
         if got is not None:
             return node.set_lowrank(*got)
-    if choose(bm, bn, alt, None)[0] == "dense":
+    if fallback == "dense":
         return node.set_dense(src.dense(s, t))
     node.children = kids
     return node
@@ -294,11 +294,10 @@ class SpectralPlan:
             node = Node(s, t)
             if choice == "zero":
                 return node.set_lowrank(LowRank.zero(bm, bn, src.dtype), 0.0)
-            fallback = choose(bm, bn, alt, None)[0]
+            fallback, best = choose(bm, bn, alt, None)
             if choice == "lowrank":
                 # the SVD-optimal rank is a lower bound; any rank that still stores less will do
-                got = _within_share(src, compressor, s, t, tol,
-                                    lowrank_cap(bm, bn, choose(bm, bn, alt, None)[1]))
+                got = _within_share(src, compressor, s, t, tol, lowrank_cap(bm, bn, best))
                 if got is not None:
                     return node.set_lowrank(*got)
             if fallback == "dense":

@@ -158,6 +158,14 @@ def _dense(block) -> np.ndarray:
     return block if isinstance(block, np.ndarray) else block.dense()
 
 
+def _factor_block(block, accuracy: Accuracy, factor) -> LowRank:
+    """Form the block and factor it with ``factor(a, accuracy)``; an empty block has rank 0."""
+    a = _dense(block)
+    if a.size == 0:
+        return LowRank.zero(*a.shape, a.dtype)
+    return factor(a, accuracy)
+
+
 def recompress(lr: LowRank, accuracy: Accuracy, dtype=None) -> LowRank:
     """Truncate factors ``u @ vt`` to the accuracy by a small QR + SVD (cost ~ (m + n) k^2):
     the best approximation of ``u @ vt`` of each rank, and its exact error in either norm."""
@@ -182,10 +190,10 @@ class TruncatedSVD:
     needs = "block"
 
     def __call__(self, block, accuracy: Accuracy) -> LowRank:
-        a = _dense(block)
-        m, n = a.shape
-        if m == 0 or n == 0:
-            return LowRank.zero(m, n, a.dtype)
+        return _factor_block(block, accuracy, self._factor)
+
+    @staticmethod
+    def _factor(a, accuracy):
         u, s, vt = np.linalg.svd(a, full_matrices=False)
         err = accuracy.errors(s)
         k = accuracy.choose_rank(err, err[0] if accuracy.norm == "fro" else float(s[0]),
@@ -202,10 +210,11 @@ class RRQR:
     needs = "block"
 
     def __call__(self, block, accuracy: Accuracy) -> LowRank:
-        a = _dense(block)
-        m, n = a.shape
-        if m == 0 or n == 0:
-            return LowRank.zero(m, n, a.dtype)
+        return _factor_block(block, accuracy, self._factor)
+
+    @staticmethod
+    def _factor(a, accuracy):
+        n = a.shape[1]
         q, r, piv = scipy.linalg.qr(a, mode="economic", pivoting=True)
         r64 = r.astype(np.float64)
         if accuracy.norm == "fro":
