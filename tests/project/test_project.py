@@ -116,13 +116,13 @@ def test_claims_file_is_well_formed():
     for c in claims:
         missing = [k for k in required if not str(c.get(k, "")).strip()]
         assert not missing, f"claim {c.get('id')}: missing {missing}"
-        assert c["source"] in ("thesis", "2409.07028"), \
-            f"claim {c['id']}: source {c['source']!r} (a string: thesis or \"2409.07028\")"
+        assert c["source"] in ("thesis", "2409.07028", "companion"), \
+            f"claim {c['id']}: source {c['source']!r} (thesis, \"2409.07028\" or companion)"
         assert c["part"] in ("I", "II", "III"), f"claim {c['id']}: part {c['part']!r}"
     ids = [c["id"] for c in claims]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     assert not dupes, f"duplicate claim ids: {dupes}"
-    assert {c["source"] for c in claims} == {"thesis", "2409.07028"}
+    assert {c["source"] for c in claims} == {"thesis", "2409.07028", "companion"}
 
 
 def test_citation_cff():
