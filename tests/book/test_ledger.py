@@ -32,3 +32,44 @@ def test_record_rejects_unknown_claims_and_verdicts(tmp_path, monkeypatch):
     claim = ledger.load_claims()[0]["id"]
     with pytest.raises(ValueError, match="verdict must be one of"):
         ledger.record(claim, "maybe", "", "")
+
+
+def test_record_keeps_value_interval_and_qualifiers(tmp_path, monkeypatch):
+    monkeypatch.setenv(ledger.RESULTS_ENV, str(tmp_path))
+    claim = ledger.load_claims()[0]["id"]
+    entry = ledger.record(claim, "inconclusive", "0.5 [-0.1, 1.1]", "test", value=0.5,
+                          interval=(-0.1, 1.1),
+                          qualifiers=["on a substitute: MobileNetV2 for GoogLeNet"])
+    row = {r["id"]: r for r in ledger.table()}[claim]
+    assert row["interval"] == [-0.1, 1.1] and row["value"] == 0.5
+    expected = ["on a substitute: MobileNetV2 for GoogLeNet"]
+    assert row["qualifiers"] == entry["qualifiers"] == expected
+    with pytest.raises(ValueError, match="qualifiers must start with one of"):
+        ledger.record(claim, "reproduced", "", "", qualifiers=["partly"])
+    with pytest.raises(ValueError, match="interval must be"):
+        ledger.record(claim, "reproduced", "", "", interval=(2.0, 1.0))
+
+
+@pytest.mark.parametrize("interval, comparison, threshold, verdict", [
+    ((0.1, 0.3), ">", 0.0, "reproduced"),
+    ((-0.3, -0.1), ">", 0.0, "not reproduced"),
+    ((-0.1, 0.3), ">", 0.0, "inconclusive"),
+    ((0.0, 0.3), ">", 0.0, "inconclusive"),
+    ((0.0, 0.3), ">=", 0.0, "reproduced"),
+    ((1.0, 2.0), "<", 3.0, "reproduced"),
+    ((3.5, 4.0), "<", 3.0, "not reproduced"),
+    ((2.0, 4.0), "<=", 3.0, "inconclusive"),
+    ((3.0, 4.0), "<=", 3.0, "inconclusive"),
+    ((3.0, 4.0), "<", 3.0, "not reproduced"),
+])
+def test_decide_reads_the_interval_against_the_threshold(interval, comparison, threshold, verdict):
+    assert ledger.decide(interval, comparison, threshold) == verdict
+
+
+def test_decide_rejects_bad_input():
+    with pytest.raises(ValueError, match="comparison must be one of"):
+        ledger.decide((0, 1), "=>", 0)
+    with pytest.raises(ValueError, match="interval must be"):
+        ledger.decide((1, 0), ">", 0)
+    with pytest.raises(ValueError, match="interval must be"):
+        ledger.decide(0.5, ">", 0)
