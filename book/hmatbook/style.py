@@ -1,0 +1,339 @@
+"""The book's house style: one matplotlib style, one colour and marker per method, one table
+helper and the summary box at the top of every page.
+
+Every page calls :func:`use` once, plots each method with ``**method_style(name)``, shows
+tables with :func:`table` and ends with :func:`summary_box` (glued into the page's title cell),
+so that a new page looks like the others by calling these four helpers.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import zlib
+from collections.abc import Mapping, Sequence
+
+# Width of the book's content column at a 1280 px window (sphinx-book-theme, measured in the
+# browser test): figures are made this wide so that they display at about their natural size
+# and their fonts stay legible.
+CONTENT_WIDTH_PX = 760
+DPI = 100
+CONTENT_WIDTH_IN = CONTENT_WIDTH_PX / DPI
+
+# Okabe & Ito's colour-blind-safe palette (plus two of Paul Tol's for the last methods).
+BLACK, ORANGE, SKY, GREEN, YELLOW, BLUE, VERMILLION, PURPLE = (
+    "#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7")
+WINE, TEAL, INDIGO, GREY = "#882255", "#44AA99", "#332288", "#777777"
+
+# name -> (label, colour, marker, linestyle); one entry per method, the same on every page.
+METHODS: dict[str, tuple[str, str, str, str]] = {
+    # Part I: the low-rank method of every admissible block
+    "svd": ("SVD", BLUE, "o", ":"),
+    "rrqr": ("QR (rank-revealing)", ORANGE, "s", "--"),
+    "aca": ("ACA", GREEN, "^", "-."),
+    "aca_plain": ("ACA, plain cross", SKY, "v", (0, (5, 1, 1, 1, 1, 1))),
+    # Part II: compression methods of a network at matched memory
+    "hmatrix": ("H-matrix (adaptive)", VERMILLION, "D", "-"),
+    "hmatrix_rank": ("H-matrix (fixed rank)", PURPLE, "P", "--"),
+    "global_svd": ("SVD (global)", BLUE, "o", ":"),
+    "prune": ("pruning", WINE, "X", "-."),
+    "quant": ("int8 quantization", TEAL, "*", ":"),
+    # Part III: implementations of the product
+    "hmat": ("hmat (H-matrix)", VERMILLION, "D", "-"),
+    "numpy": ("numpy (dense BLAS)", BLACK, "x", "-"),
+    "torch": ("torch (dense)", INDIGO, "h", "--"),
+    "torch_int8": ("torch int8 (dense)", TEAL, "*", ":"),
+    # references
+    "dense": ("dense", BLACK, "x", "-"),
+    "thesis": ("thesis (reference)", GREY, "o", "none"),
+}
+_EXTRA = (YELLOW, INDIGO, WINE, TEAL, SKY, PURPLE, ORANGE, GREEN)
+_EXTRA_MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*")
+
+# the verdicts' colours (hmatbook.ledger.VERDICTS; unknown ones get grey)
+VERDICT_COLOURS = {"reproduced": GREEN, "not reproduced": VERMILLION,
+                   "inconclusive": ORANGE, "not testable here": GREY,
+                   "partly reproduced": SKY, "not yet tested": "#BBBBBB"}
+
+PROFILE_TEXT = {"quick": "quick: indicative sizes (CI scale), not the papers' scale",
+                "full": "full: the papers' scale"}
+
+
+def rc_params() -> dict:
+    """The matplotlib settings of the book (see :func:`use`)."""
+    from cycler import cycler
+
+    cyc = [BLUE, ORANGE, GREEN, VERMILLION, PURPLE, SKY, BLACK, YELLOW]
+    return {
+        "figure.figsize": (CONTENT_WIDTH_IN, CONTENT_WIDTH_IN * 0.5),
+        "figure.dpi": DPI,
+        "savefig.dpi": 2 * DPI,
+        "figure.constrained_layout.use": True,
+        "font.size": 11,
+        "axes.titlesize": 11,
+        "axes.labelsize": 11,
+        "xtick.labelsize": 10,
+        "ytick.labelsize": 10,
+        "legend.fontsize": 9.5,
+        "legend.framealpha": 0.9,
+        "legend.frameon": True,
+        "lines.linewidth": 1.8,
+        "lines.markersize": 6,
+        "axes.grid": True,
+        "grid.alpha": 0.3,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "axes.prop_cycle": cycler(color=cyc),
+        "image.cmap": "viridis",
+    }
+
+
+def use() -> None:
+    """Apply the book's matplotlib style (call once per page, before the first figure)."""
+    import matplotlib as mpl
+
+    mpl.rcParams.update(rc_params())
+    try:  # the inline backend of a notebook: PNG, cropped to the drawn area
+        from IPython import get_ipython
+
+        ip = get_ipython()
+        if ip is not None:
+            ip.run_line_magic("config", "InlineBackend.print_figure_kwargs = "
+                                        "{'bbox_inches': 'tight'}")
+            ip.run_line_magic("config", "InlineBackend.rc = {}")
+    except ImportError:
+        pass
+
+
+def figsize(ncols: int = 1, nrows: int = 1, aspect: float = 0.5) -> tuple[float, float]:
+    """Figure size (inches) for ``ncols`` x ``nrows`` panels over the content width.
+
+    More than two panels in a row make each panel too small to read: use two rows instead.
+    """
+    if ncols < 1 or nrows < 1:
+        raise ValueError(f"ncols and nrows must be >= 1, got ncols={ncols}, nrows={nrows}")
+    if aspect <= 0:
+        raise ValueError(f"aspect must be > 0, got {aspect}")
+    panel_w = CONTENT_WIDTH_IN / ncols
+    return (CONTENT_WIDTH_IN, round(nrows * max(panel_w * aspect * (2 if ncols == 1 else 1),
+                                                   1.8), 2))
+
+
+def method_style(name: str, **override) -> dict:
+    """Plot keywords (label, color, marker, linestyle) of a method, the same on every page.
+
+    Unknown names get a fixed colour and marker derived from the name (stable across runs).
+    """
+    if name in METHODS:
+        label, color, marker, ls = METHODS[name]
+    else:
+        h = zlib.crc32(name.encode())
+        label, color = name, _EXTRA[h % len(_EXTRA)]
+        marker, ls = _EXTRA_MARKERS[(h // 8) % len(_EXTRA_MARKERS)], "-"
+    return {"label": label, "color": color, "marker": marker, "linestyle": ls, **override}
+
+
+def legend_outside(ax_or_fig, **kw):
+    """A legend below the axes (or the figure), never on the data."""
+    import matplotlib.figure
+
+    if isinstance(ax_or_fig, matplotlib.figure.Figure):
+        handles, labels = [], []
+        for ax in ax_or_fig.axes:
+            for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+                if lab not in labels and not lab.startswith("_"):
+                    handles.append(h)
+                    labels.append(lab)
+        ncol = kw.pop("ncol", min(len(labels), 4) or 1)
+        return ax_or_fig.legend(handles, labels, loc="outside lower center", ncol=ncol, **kw)
+    n = len(ax_or_fig.get_legend_handles_labels()[1])
+    return ax_or_fig.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18),
+                            ncol=kw.pop("ncol", min(n, 3) or 1), **kw)
+
+
+# ----------------------------------------------------------------------------- numbers, tables
+def fmt_number(x, digits: int = 3) -> str:
+    """A number for reading: ``digits`` significant digits, thousands separated, no exponent
+    between 1e-3 and 1e6; ``-`` for a missing value (None or NaN)."""
+    if x is None:
+        return "-"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int) or (hasattr(x, "dtype") and getattr(x.dtype, "kind", "") in "iu"):
+        return f"{int(x):,}"
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    if math.isnan(v):
+        return "-"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    if v == 0:
+        return "0"
+    a = abs(v)
+    if a >= 1e6 or a < 1e-3:
+        return f"{v:.{max(digits - 1, 0)}e}"
+    if a >= 10 ** (digits - 1):
+        return f"{v:,.0f}"
+    decimals = digits - 1 - math.floor(math.log10(a))
+    return f"{v:,.{decimals}f}"
+
+
+class Table:
+    """An HTML table for the book (see :func:`table`); displays in a notebook and in the book."""
+
+    def __init__(self, html_text: str, frames: list):
+        self.html = html_text
+        self.frames = frames  # the formatted DataFrames shown (strings), for tests and reuse
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+    def __repr__(self) -> str:
+        return "\n\n".join(f.to_string(index=False) for f in self.frames)
+
+
+def table(df, *, units: Mapping[str, str] | None = None, digits: int | Mapping[str, int] = 3,
+          not_run: str | None = None, caption: str | None = None, notes: Sequence[str] = (),
+          keep: Sequence[str] | None = None, max_columns: int = 7, transpose: bool | None = None,
+          rename: Mapping[str, str] | None = None) -> Table:
+    """A DataFrame as the book shows tables.
+
+    * no index column: a named index becomes ordinary columns, a default 0..n index is dropped;
+    * numbers with ``digits`` significant digits (per column if a mapping), units in the header
+      (``units={"time": "ms"}`` -> ``time [ms]``);
+    * a missing value (NaN/None) reads ``-``, with a footnote ``- not run: <not_run>`` when
+      ``not_run`` is given (say why);
+    * more than ``max_columns`` columns: transposed when there are few rows (or when
+      ``transpose=True``), else split into several tables that each repeat the ``keep``
+      columns (default: the first column).
+    """
+    import pandas as pd
+
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"df must be a pandas DataFrame, got {type(df).__name__}")
+    if max_columns < 2:
+        raise ValueError(f"max_columns must be >= 2, got {max_columns}")
+    d = df.copy()
+    if any(n is not None for n in d.index.names):
+        d = d.reset_index()
+    else:
+        d = d.reset_index(drop=True)
+    d.columns = [str(c) for c in d.columns]
+    missing = [c for c in (units or {}) if c not in d.columns]
+    missing += [c for c in (keep or ()) if c not in d.columns]
+    if isinstance(digits, Mapping):
+        missing += [c for c in digits if c not in d.columns]
+    if missing:
+        raise ValueError(f"units/keep/digits name columns that the table lacks: {missing}; "
+                         f"columns: {list(d.columns)}")
+    has_missing = bool(d.isna().to_numpy().any())
+    out = pd.DataFrame(index=d.index)
+    for c in d.columns:
+        n = digits.get(c, 3) if isinstance(digits, Mapping) else digits
+        out[c] = [fmt_number(v, n) if _is_number(v) else ("-" if _is_missing(v) else str(v))
+                  for v in d[c]]
+    header = {c: (f"{c} [{units[c]}]" if units and c in units else c) for c in out.columns}
+    if rename:
+        header = {c: rename.get(c, h) for c, h in header.items()}
+    out = out.rename(columns=header)
+
+    frames: list[pd.DataFrame]
+    n_rows, n_cols = out.shape
+    if transpose is None:
+        transpose = n_cols > max_columns and n_rows + 1 <= max_columns
+    if transpose:
+        first = out.columns[0]
+        t = out.set_index(first).T
+        t.index.name = first
+        frames = [t.reset_index()]
+    elif n_cols > max_columns:
+        kept = [header[c] for c in (keep or [d.columns[0]])]
+        rest = [c for c in out.columns if c not in kept]
+        step = max(max_columns - len(kept), 1)
+        frames = [out[kept + rest[i:i + step]] for i in range(0, len(rest), step)]
+    else:
+        frames = [out]
+
+    parts = []
+    for k, f in enumerate(frames):
+        cap = ""
+        if caption:
+            cap = caption if len(frames) == 1 else f"{caption} ({k + 1} of {len(frames)})"
+            cap = f"<caption>{html.escape(cap)}</caption>"
+        body = f.to_html(index=False, escape=True, border=0, classes="hmat-table")
+        if cap:
+            body = body.replace(">\n  <thead>", f">\n{cap}\n  <thead>", 1)
+        parts.append(body)
+    foot = list(notes)
+    if has_missing and not_run:
+        foot.insert(0, f"- not run: {not_run}")
+    foot_html = "".join(f"<p class='hmat-table-note'>{html.escape(x)}</p>" for x in foot)
+    return Table(f"<div class='hmat-table-wrap'>{''.join(parts)}{foot_html}</div>", frames)
+
+
+def _is_missing(v) -> bool:
+    if v is None:
+        return True
+    try:
+        return bool(v != v)  # NaN, pd.NA raise or return NA
+    except (TypeError, ValueError):
+        return False
+
+
+def _is_number(v) -> bool:
+    import numbers
+
+    import numpy as np
+
+    return isinstance(v, (numbers.Number, np.number)) and not _is_missing(v)
+
+
+# ----------------------------------------------------------------------------- summary box
+def summary_box(page: str, profile: str, *, setup: str, result: str | None = None,
+                claim: str | None = None, glue_key: str = "page_summary", show: bool = False):
+    """The box at the top of a page: the claim, the setup (profile first) and the result in one
+    sentence, all computed in this run; glued as ``glue_key`` for the page's title cell.
+
+    ``claim`` defaults to the claims (``data/claims.yml``) whose verdicts this page recorded in
+    this run, ``result`` to those verdicts; a page that tests no claim passes both.
+    """
+    from . import ledger
+
+    if profile not in PROFILE_TEXT:
+        raise ValueError(f"profile must be one of {sorted(PROFILE_TEXT)}, got {profile!r}")
+    mine = [r for r in ledger.table() if r.get("where") == page]
+    if claim is None:
+        if not mine:
+            raise ValueError(f"page {page!r} recorded no verdict in this run: pass claim= "
+                             "(what the page asks) and result=")
+        claim = "; ".join(f"{r['claim']} ({r['id']})" for r in mine[:3])
+        if len(mine) > 3:
+            claim += f"; and {len(mine) - 3} more claims (see the ledger)"
+    if result is None:
+        if not mine:
+            raise ValueError(f"page {page!r} recorded no verdict in this run: pass result=")
+        counts: dict[str, int] = {}
+        for r in mine:
+            counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+        result = (f"{len(mine)} claim{'s' if len(mine) != 1 else ''} tested here: "
+                  + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".")
+    prof = PROFILE_TEXT[profile]
+    rows = [("Claim", claim), ("Setup", f"<b>profile {html.escape(prof)}</b>; "
+                                        f"{html.escape(setup)}"),
+            ("Result", result)]
+    cells = "".join(
+        f"<tr><th>{k}</th><td>{v if k == 'Setup' else html.escape(v)}</td></tr>"
+        for k, v in rows)
+    box = f"<div class='hmat-summary'><table>{cells}</table></div>"
+    from IPython.display import HTML
+
+    obj = HTML(box)
+    try:
+        from myst_nb import glue
+
+        glue(glue_key, obj, display=show)
+    except ImportError:
+        pass
+    return obj

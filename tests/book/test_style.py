@@ -1,0 +1,91 @@
+"""The house style: numbers for reading, the table helper, method styles, the summary box."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hmatbook import ledger, style
+
+
+@pytest.mark.parametrize("x, digits, want", [
+    (10.93651, 3, "10.9"), (219.9025, 3, "220"), (0.012345, 3, "0.0123"), (1234.5, 3, "1,234"),
+    (0.0, 3, "0"), (float("nan"), 3, "-"), (None, 3, "-"), (12, 3, "12"), (1234567, 3, "1,234,567"),
+    (2.5e-5, 3, "2.50e-05"), (3.14159, 2, "3.1"), (True, 3, "yes"), (np.int64(5), 3, "5"),
+    (np.float32(0.5), 3, "0.500"), (-43.891, 4, "-43.89"), (float("inf"), 3, "inf"),
+])
+def test_fmt_number(x, digits, want):
+    assert style.fmt_number(x, digits) == want
+
+
+def test_table_drops_index_formats_and_footnotes_missing():
+    df = pd.DataFrame({"model": ["a", "b"], "rank": [30, 50], "time": [10.93651, math.nan]})
+    t = style.table(df.set_index(["model", "rank"]), units={"time": "ms"},
+                    not_run="weights unavailable (offline)")
+    (f,) = t.frames
+    assert list(f.columns) == ["model", "rank", "time [ms]"]  # the named index became columns
+    assert f["time [ms]"].tolist() == ["10.9", "-"]
+    assert "- not run: weights unavailable (offline)" in t.html
+    assert "<th></th>" not in t.html  # no unnamed index column
+    # a default 0..n index is dropped, no footnote when nothing is missing
+    t2 = style.table(pd.DataFrame({"x": [1.0, 2.0]}), not_run="never shown")
+    assert t2.frames[0].columns.tolist() == ["x"] and "not run" not in t2.html
+
+
+def test_wide_table_split_or_transposed():
+    wide = pd.DataFrame({f"c{i}": np.arange(20) * 1.5 + i for i in range(10)})
+    wide.insert(0, "key", [f"k{i}" for i in range(20)])
+    t = style.table(wide, max_columns=5)
+    assert len(t.frames) == 3
+    assert all(f.columns[0] == "key" and f.shape[1] <= 5 for f in t.frames)
+    assert sorted(c for f in t.frames for c in f.columns if c != "key") == sorted(
+        f"c{i}" for i in range(10))
+    few = wide.head(3)
+    (f,) = style.table(few, max_columns=5).frames  # few rows: transposed
+    assert f.columns.tolist() == ["key", "k0", "k1", "k2"] and f.shape[0] == 10
+
+
+def test_table_rejects_bad_input():
+    with pytest.raises(TypeError, match="df must be a pandas DataFrame"):
+        style.table([[1, 2]])
+    with pytest.raises(ValueError, match="lacks"):
+        style.table(pd.DataFrame({"x": [1]}), units={"y": "ms"})
+
+
+def test_method_style_fixed_and_distinct():
+    a, b = style.method_style("svd"), style.method_style("svd")
+    assert a == b and a["label"] == "SVD"
+    part1 = [style.method_style(m)["color"] for m in ("svd", "rrqr", "aca", "aca_plain")]
+    part2 = [style.method_style(m)["color"] for m in ("hmatrix", "hmatrix_rank", "global_svd",
+                                                       "prune", "quant")]
+    assert len(set(part1)) == 4 and len(set(part2)) == 5
+    assert style.method_style("something new") == style.method_style("something new")
+    assert style.method_style("svd", label="x")["label"] == "x"
+
+
+def test_use_sets_the_style():
+    import matplotlib as mpl
+
+    style.use()
+    assert mpl.rcParams["font.size"] == 11
+    w, h = style.figsize(2)
+    assert w == pytest.approx(style.CONTENT_WIDTH_IN) and h > 0
+    with pytest.raises(ValueError, match="ncols"):
+        style.figsize(0)
+
+
+def test_summary_box_from_this_runs_verdicts(tmp_path, monkeypatch):
+    monkeypatch.setenv(ledger.RESULTS_ENV, str(tmp_path))
+    cid = ledger.load_claims()[0]["id"]
+    ledger.record(cid, "not reproduced", "measured 1.0", "some_page")
+    box = style.summary_box("some_page", "quick", setup="model m, data d")
+    text = box.data
+    assert "indicative sizes" in text and "model m, data d" in text
+    assert cid in text and "1 claim tested here: 1 not reproduced." in text
+    with pytest.raises(ValueError, match="recorded no verdict"):
+        style.summary_box("other_page", "quick", setup="s")
+    with pytest.raises(ValueError, match="profile"):
+        style.summary_box("some_page", "huge", setup="s")
+    box = style.summary_box("other_page", "full", setup="s", claim="c", result="r <b>")
+    assert "the papers&#x27; scale" in box.data and "r &lt;b&gt;" in box.data
