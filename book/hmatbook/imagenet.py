@@ -34,7 +34,7 @@ __all__ = [
     "WeightsChecksumError", "WeightsCorrupt", "WeightsSource", "load_registry", "sha256_file",
     "verify_file", "weights_candidates", "available_models", "load_model", "last_layer",
     "preprocess", "ImageNetVal", "val_folder", "cache_dir", "Features",
-    "penultimate_features", "top1", "top1_count", "classifier_logits",
+    "penultimate_features", "top1", "top1_count", "classifier_logits", "paired_difference",
 ]
 
 MODELS = ("resnet18", "resnet50", "googlenet", "mobilenet_v2")
@@ -603,6 +603,27 @@ def top1(logits, labels) -> float:
     if n == 0:
         raise ValueError("top1 of an empty set is undefined")
     return top1_count(logits, labels) / n
+
+
+def paired_difference(a_only: int, b_only: int, n: int,
+                      level: float = 0.95) -> tuple[float, float, float]:
+    """Top-1 of A minus top-1 of B over the same ``n`` images, in points, with a paired
+    ``level`` interval: ``(diff, lo, hi)`` from the images only A gets right (``a_only``) and only
+    B gets right (``b_only``); Wald interval of a difference of paired proportions (the images
+    both get right or wrong carry no information about the difference). 1300 images put the
+    standard error of one top-1 near 1.1 points; the paired one is much smaller."""
+    from scipy.stats import norm
+
+    for name, v in (("a_only", a_only), ("b_only", b_only), ("n", n)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
+    if n == 0 or a_only + b_only > n:
+        raise ValueError(f"n must be > 0 and >= a_only + b_only, got n={n}, "
+                         f"a_only + b_only={a_only + b_only}")
+    d = (a_only - b_only) / n
+    var = ((a_only + b_only) / n - d * d) / n
+    half = float(norm.ppf(0.5 + level / 2)) * float(np.sqrt(max(var, 0.0)))
+    return 100.0 * d, 100.0 * (d - half), 100.0 * (d + half)
 
 
 def classifier_logits(op, bias, features: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 
 from hmat import limit_threads
 
-__all__ = ["TimingResult", "time_products", "time_saving"]
+__all__ = ["TimingResult", "time_products", "time_saving", "median_interval", "saving_interval"]
 
 
 def time_saving(t_h: float, t_dense: float) -> float:
@@ -39,6 +39,7 @@ class TimingResult:
     us_h_median: float
     us_dense_median: float
     ratio_median: float = float("nan")  # median over rounds of t_H / t_dense (paired rounds)
+    ratios: tuple = ()  # t_H / t_dense of every paired round
 
     @property
     def us_h(self) -> float:
@@ -131,4 +132,37 @@ def time_products(H, W, n_products: int = 100_000, *, x=None, rounds: int = 10,
         us_h_median=float(np.median(1e6 * t_h / sizes)),
         us_dense_median=float(np.median(1e6 * t_d / sizes)),
         ratio_median=float(np.median(t_h / t_d)),
+        ratios=tuple(float(v) for v in t_h / t_d),
     )
+
+
+def median_interval(values, level: float = 0.95) -> tuple[float, float, float]:
+    """``(median, lo, hi)`` with a distribution-free interval for the median: the order
+    statistics whose binomial coverage is at least ``level`` (needs >= 6 values for 95 %)."""
+    from scipy.stats import binom
+
+    v = np.sort(np.asarray(values, dtype=float).ravel())
+    n = v.size
+    if n == 0 or not np.all(np.isfinite(v)):
+        raise ValueError(f"values must be a non-empty set of finite numbers, got {n} values")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    # largest j with P(B <= j - 1) <= (1 - level) / 2, B ~ Binomial(n, 1/2): [v_(j), v_(n+1-j)]
+    j = int(binom.ppf((1 - level) / 2, n, 0.5))
+    if j >= 1 and binom.cdf(j - 1, n, 0.5) > (1 - level) / 2:
+        j -= 1
+    if j < 1:
+        raise ValueError(f"{n} values are too few for a {100 * level:g} % interval of the "
+                         "median (95 % needs 6 or more)")
+    return float(np.median(v)), float(v[j - 1]), float(v[n - j])
+
+
+def saving_interval(results, level: float = 0.95) -> tuple[float, float, float]:
+    """Time saving ``1 - t_H/t_dense`` (a fraction) as ``(estimate, lo, hi)``: the median of the
+    paired-round ratios of one or more :class:`TimingResult` (repeats pooled) and the
+    distribution-free interval of that median. A slowdown gives a negative saving."""
+    if isinstance(results, TimingResult):
+        results = [results]
+    ratios = [r for res in results for r in res.ratios]
+    med, lo, hi = median_interval(ratios, level)
+    return 1.0 - med, 1.0 - hi, 1.0 - lo

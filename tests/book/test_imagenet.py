@@ -241,3 +241,17 @@ def test_classifier_logits_with_an_hmatrix():
     H = hmat.compress(W, rank=80, leaf_size=16)  # exact: every block stored at full rank
     np.testing.assert_allclose(im.classifier_logits(H, b, X), X @ W.T + b, rtol=1e-4,
                                atol=1e-4)
+
+
+def test_paired_difference_interval():
+    from hmatbook.imagenet import paired_difference
+
+    d, lo, hi = paired_difference(30, 10, 1300)
+    assert d == pytest.approx(100 * 20 / 1300) and lo < d < hi and lo > 0  # 20 net images: real
+    d, lo, hi = paired_difference(12, 10, 1300)
+    assert lo < 0 < hi  # 2 net images out of 1300: within the noise
+    assert paired_difference(0, 0, 100) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="a_only must be"):
+        paired_difference(-1, 0, 10)
+    with pytest.raises(ValueError, match="n must be"):
+        paired_difference(6, 6, 10)

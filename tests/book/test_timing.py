@@ -64,3 +64,23 @@ def test_protocol_rejects_bad_input():
 def test_time_saving():
     assert timing.time_saving(1.0, 4.0) == 0.75
     assert timing.time_saving(2.0, 1.0) == -1.0
+
+
+def test_median_interval_covers_the_median_and_needs_enough_values():
+    med, lo, hi = timing.median_interval(np.arange(1.0, 21.0))
+    assert med == 10.5 and lo < med < hi
+    # n = 20: the 95 % interval is [x_(6), x_(15)] (coverage 95.9 %)
+    assert (lo, hi) == (6.0, 15.0)
+    assert timing.median_interval([1, 2, 3, 4, 5, 6])[1:] == (1.0, 6.0)
+    with pytest.raises(ValueError, match="too few"):
+        timing.median_interval([1.0, 2.0, 3.0])
+
+
+def test_saving_interval_pools_repeats_and_a_slowdown_is_negative():
+    W = np.random.default_rng(0).standard_normal((64, 48)).astype(np.float32)
+    reps = [timing.time_products(W, W, 40, rounds=8, seed=k, warmup=1) for k in range(2)]
+    assert all(len(r.ratios) == 8 for r in reps)
+    est, lo, hi = timing.saving_interval(reps)
+    assert lo <= est <= hi
+    slow = timing.TimingResult(10, 6, 1, 2.0, 1.0, 1.0, 1.0, 2.0, ratios=(2.0,) * 6)
+    assert timing.saving_interval(slow) == (-1.0, -1.0, -1.0)
