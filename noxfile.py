@@ -4,6 +4,7 @@
     nox -s book                        # execute every notebook (quick profile), build the HTML book
     nox -s book -- --profile full      # paper scale
     nox -s book -- --only primer ledger   # re-execute only these notebooks, then build
+    nox -s book -- --jobs 2            # notebooks that time nothing run two at a time
     nox -s lint                        # ruff + CITATION.cff validation
 
 tests, book (and bench) share ONE virtual environment, ``.nox/hmat-env``, with ``hmat[all]``
@@ -19,6 +20,7 @@ environment's Python, so ``python -m pip install nox`` is all a fresh machine ne
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -200,7 +202,7 @@ def _tee(stream, sink, log) -> None:
             sink.flush()
 
 
-def _papermill(nb: Path, out: Path, params: dict, env: dict, log: Path) -> int:
+def _papermill(nb: Path, out: Path, params: dict, env: dict, log: Path, echo: bool = True) -> int:
     """Execute one notebook with papermill in the ``hmat`` kernel; output is teed to ``log``."""
     params_file = log.with_suffix(".params.json")
     params_file.write_text(json.dumps(params, indent=1))
@@ -208,7 +210,95 @@ def _papermill(nb: Path, out: Path, params: dict, env: dict, log: Path) -> int:
            "-f", str(params_file), "--cwd", str(out.parent)]
     if IN_CI:
         cmd.append("--no-progress-bar")
-    return _run_logged(cmd, env, log)
+    return _run_logged(cmd, env, log, echo=echo)
+
+
+def _runs_alone(nb: Path) -> bool:
+    """A notebook runs alone unless its metadata says ``"hmat": {"times": false}`` (it measures
+    no time) and gives no ``"runs_alone"`` reason (e.g. it reads what the others recorded)."""
+    meta = json.loads(nb.read_text(encoding="utf-8")).get("metadata", {}).get("hmat", {})
+    return meta.get("times", True) is not False or bool(meta.get("runs_alone"))
+
+
+def _schedule(selected: list[Path], jobs: int) -> list[list[Path]]:
+    """Groups of notebooks in reading order: consecutive notebooks that time nothing form one
+    group that runs ``jobs`` at a time; a notebook that measures time (or reads the others'
+    results) is a group of its own and never runs beside another."""
+    groups: list[list[Path]] = []
+    current: list[Path] = []
+    for nb in selected:
+        if jobs > 1 and not _runs_alone(nb):
+            current.append(nb)
+            continue
+        if current:
+            groups.append(current)
+            current = []
+        groups.append([nb])
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _show_parameters_once(nb_path: Path, profile: str) -> None:
+    """Show a page's parameters once: papermill runs the notebook's ``parameters`` cell and then
+    injects a second cell with the profile's values. The book keeps the original cell (with its
+    comments), its overridden values replaced by the values of this run, and hides the
+    injected one (tag ``remove-cell``); the values shown are the values that ran."""
+    import ast
+
+    nb = json.loads(nb_path.read_text(encoding="utf-8"))
+    cells = nb.get("cells", [])
+    tagged = {t: i for i, c in enumerate(cells) for t in c.get("metadata", {}).get("tags", [])}
+    if "parameters" not in tagged or "injected-parameters" not in tagged:
+        return
+    orig, inj = cells[tagged["parameters"]], cells[tagged["injected-parameters"]]
+    inj_src = "".join(inj["source"])
+    values = {}
+    for node in ast.parse(inj_src).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and \
+                isinstance(node.targets[0], ast.Name):
+            values[node.targets[0].id] = ast.get_source_segment(inj_src, node.value)
+    src = "".join(orig["source"])
+    lines = src.splitlines()
+    done = set()
+    for node in reversed(ast.parse(src).body):
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and
+                isinstance(node.targets[0], ast.Name)):
+            continue
+        name = node.targets[0].id
+        if name not in values:
+            continue
+        done.add(name)
+        old = ast.get_source_segment(src, node.value)
+        try:
+            same = ast.literal_eval(old) == ast.literal_eval(values[name])
+        except (ValueError, SyntaxError):
+            same = old == values[name]
+        if same:
+            continue
+        note = f"  # {profile} profile (notebook default: {' '.join(old.split())})"
+        lines[node.lineno - 1:node.end_lineno] = [f"{name} = {values[name]}{note}"]
+    extra = [f"{k} = {v}  # {profile} profile" for k, v in values.items() if k not in done]
+    head = f"# parameters of this run (profile {profile}; see book/profiles/{profile}.yml)"
+    merged = "\n".join([head, *lines, *extra])
+    orig["source"] = merged.splitlines(keepends=True)
+    tags = inj.setdefault("metadata", {}).setdefault("tags", [])
+    if "remove-cell" not in tags:
+        tags.append("remove-cell")
+    nb_path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _publish_downloads() -> None:
+    """Each page's executed notebook and every figure (PDF, PNG) into the book's _static, for
+    the download links of the pages' summary boxes (hmatbook.style.DOWNLOADS_URL)."""
+    dest = EXECUTED / "_static" / "downloads"
+    (dest / "notebooks").mkdir(parents=True, exist_ok=True)
+    (dest / "figures").mkdir(parents=True, exist_ok=True)
+    for nb in (EXECUTED / "notebooks").glob("*.ipynb"):
+        shutil.copy2(nb, dest / "notebooks" / nb.name)
+    for fig in FIGURES.glob("*.*"):
+        if fig.suffix in (".pdf", ".png"):
+            shutil.copy2(fig, dest / "figures" / fig.name)
 
 
 def _book_args(session: nox.Session) -> argparse.Namespace:
@@ -219,7 +309,13 @@ def _book_args(session: nox.Session) -> argparse.Namespace:
                    help="execute only these notebooks (stems, e.g. primer part1_intro); the "
                         "others keep their earlier executed copies (or appear unexecuted)")
     p.add_argument("--no-html", action="store_true", help="execute notebooks, skip jupyter-book")
-    return p.parse_args(session.posargs)
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="run up to N notebooks that time nothing at once (notebook metadata "
+                        "hmat.times = false); a notebook that measures time always runs alone")
+    args = p.parse_args(session.posargs)
+    if args.jobs < 1:
+        session.error(f"--jobs must be >= 1, got {args.jobs}")
+    return args
 
 
 @nox.session(venv_backend="none")
@@ -280,29 +376,48 @@ def book(session: nox.Session) -> None:
         timings = {n["name"]: {**n, "status": "reused" if n["status"] in ("ok", "reused")
                                else n["status"]} for n in old.get("notebooks", [])}
     selected = [nb for nb in notebooks if args.only is None or nb.stem in args.only]
-    t_all = time.perf_counter()
-    for k, nb in enumerate(notebooks, 1):
+    for nb in notebooks:
         out = EXECUTED / nb.relative_to(BOOK)
         out.parent.mkdir(parents=True, exist_ok=True)
-        if nb not in selected:
-            if not out.exists():
-                shutil.copy2(nb, out)
-                timings[nb.stem] = {"name": nb.stem, "seconds": None, "status": "not executed"}
-                session.warn(f"{nb.stem}: no earlier executed copy, the book shows it unexecuted")
-            continue
+        if nb not in selected and not out.exists():
+            shutil.copy2(nb, out)
+            timings[nb.stem] = {"name": nb.stem, "seconds": None, "status": "not executed"}
+            session.warn(f"{nb.stem}: no earlier executed copy, the book shows it unexecuted")
+    lock = threading.Lock()
+
+    def run_one(nb: Path) -> tuple[Path, int, float]:
+        k = notebooks.index(nb) + 1
+        out = EXECUTED / nb.relative_to(BOOK)
         params = {"profile": args.profile, **(profile.get(nb.stem) or {})}
         session.log(f"[{k}/{len(notebooks)}] executing {nb.relative_to(ROOT)} with {params}")
         log = LOGS / f"{nb.stem}.log"
         t0 = time.perf_counter()
-        rc = _papermill(nb, out, params, env, log)
+        rc = _papermill(nb, out, params, env, log, echo=args.jobs == 1)
         seconds = time.perf_counter() - t0
-        timings[nb.stem] = {"name": nb.stem, "seconds": round(seconds, 1),
-                            "status": "ok" if rc == 0 else "failed", "profile": args.profile}
-        _write_timings(timing_file, args.profile, notebooks, timings)
-        if rc != 0:
-            session.error(f"notebook {nb.stem} FAILED after {seconds:.0f} s "
-                          f"(executed copy: {out}, log: {log})\n{_failure_text(out, log)}")
-        session.log(f"{nb.stem}: done in {seconds:.1f} s")
+        with lock:
+            timings[nb.stem] = {"name": nb.stem, "seconds": round(seconds, 1),
+                                "status": "ok" if rc == 0 else "failed", "profile": args.profile,
+                                "ran_beside_others": args.jobs > 1 and not _runs_alone(nb)}
+            _write_timings(timing_file, args.profile, notebooks, timings)
+        if rc == 0:
+            _show_parameters_once(out, args.profile)
+            session.log(f"{nb.stem}: done in {seconds:.1f} s")
+        return nb, rc, seconds
+
+    t_all = time.perf_counter()
+    for group in _schedule(selected, args.jobs):
+        if len(group) == 1:
+            results = [run_one(group[0])]
+        else:
+            session.log(f"running {len(group)} notebooks that time nothing, {args.jobs} at a "
+                        f"time: {[nb.stem for nb in group]}")
+            with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+                results = list(pool.map(run_one, group))
+        for nb, rc, seconds in results:
+            if rc != 0:
+                out, log = EXECUTED / nb.relative_to(BOOK), LOGS / f"{nb.stem}.log"
+                session.error(f"notebook {nb.stem} FAILED after {seconds:.0f} s "
+                              f"(executed copy: {out}, log: {log})\n{_failure_text(out, log)}")
     exec_seconds = time.perf_counter() - t_all
 
     html_seconds = None
@@ -314,6 +429,7 @@ def book(session: nox.Session) -> None:
         strict = ["-W", "--keep-going"] if not unexecuted else []
         if unexecuted:
             session.warn(f"unexecuted notebooks {unexecuted}: building without -W")
+        _publish_downloads()
         cmd = [_bin("jupyter-book"), "build", str(EXECUTED), "--path-output", str(BOOK),
                "--builder", "html", "--all", *strict]
         session.log(" ".join(cmd))
@@ -340,12 +456,14 @@ def book(session: nox.Session) -> None:
         session.log(f"the book: {index.as_uri()}")
 
 
-def _run_logged(cmd: list[str], env: dict, log: Path) -> int:
-    """Run ``cmd``, streaming its output to the terminal and to ``log``; returns the exit code."""
+def _run_logged(cmd: list[str], env: dict, log: Path, echo: bool = True) -> int:
+    """Run ``cmd``, streaming its output to ``log`` (and to the terminal when ``echo``);
+    returns the exit code."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as logf:
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        reader = threading.Thread(target=_tee, args=(proc.stdout, sys.stderr, logf))
+        reader = threading.Thread(target=_tee,
+                                  args=(proc.stdout, sys.stderr if echo else None, logf))
         reader.start()
         rc = proc.wait()
         reader.join()

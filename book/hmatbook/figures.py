@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 
 FIGURES_ENV = "HMAT_FIGURES_DIR"
+# names saved by this process (one notebook's kernel): the page's download links
+SAVED: list[str] = []
 
 
 def figures_dir() -> Path:
@@ -25,4 +27,11 @@ def save(fig, name: str) -> list[Path]:
         path = figures_dir() / f"{name}.{ext}"
         fig.savefig(path, bbox_inches="tight", **kw)
         out.append(path)
+    if name not in SAVED:
+        SAVED.append(name)
     return out
+
+
+def saved() -> list[str]:
+    """Names of the figures saved by this process, in order (each as .png and .pdf)."""
+    return list(SAVED)

@@ -55,6 +55,10 @@ VERDICT_COLOURS = {"reproduced": GREEN, "not reproduced": VERMILLION,
                    "inconclusive": ORANGE, "not testable here": GREY,
                    "partly reproduced": SKY, "not yet tested": "#BBBBBB"}
 
+# where ``nox -s book`` puts each page's executed notebook and figures (relative to a page in
+# notebooks/): book/_executed/_static/{notebooks,figures}, copied by sphinx into the HTML.
+DOWNLOADS_URL = "../_static/downloads"
+
 PROFILE_TEXT = {"quick": "quick: indicative sizes (CI scale), not the papers' scale",
                 "full": "full: the papers' scale"}
 
@@ -297,9 +301,11 @@ def summary_box(page: str, profile: str, *, setup: str, result: str | None = Non
     sentence, all computed in this run; glued as ``glue_key`` for the page's title cell.
 
     ``claim`` defaults to the claims (``data/claims.yml``) whose verdicts this page recorded in
-    this run, ``result`` to those verdicts; a page that tests no claim passes both.
+    this run, ``result`` to those verdicts; a page that tests no claim passes both. A last row
+    links the executed notebook and the PDF of every figure this page saved
+    (:func:`hmatbook.figures.save`). Call it in the page's last code cell.
     """
-    from . import ledger
+    from . import figures, ledger
 
     if profile not in PROFILE_TEXT:
         raise ValueError(f"profile must be one of {sorted(PROFILE_TEXT)}, got {profile!r}")
@@ -326,6 +332,11 @@ def summary_box(page: str, profile: str, *, setup: str, result: str | None = Non
     cells = "".join(
         f"<tr><th>{k}</th><td>{v if k == 'Setup' else html.escape(v)}</td></tr>"
         for k, v in rows)
+    links = [f"<a href='{DOWNLOADS_URL}/notebooks/{html.escape(page)}.ipynb' download>"
+             "executed notebook (.ipynb)</a>"]
+    links += [f"<a href='{DOWNLOADS_URL}/figures/{html.escape(n)}.pdf' download>"
+              f"{html.escape(n)}.pdf</a>" for n in figures.saved()]
+    cells += f"<tr><th>Downloads</th><td>{' &middot; '.join(links)}</td></tr>"
     box = f"<div class='hmat-summary'><table>{cells}</table></div>"
     from IPython.display import HTML
 

@@ -89,3 +89,23 @@ def test_summary_box_from_this_runs_verdicts(tmp_path, monkeypatch):
         style.summary_box("some_page", "huge", setup="s")
     box = style.summary_box("other_page", "full", setup="s", claim="c", result="r <b>")
     assert "the papers&#x27; scale" in box.data and "r &lt;b&gt;" in box.data
+
+
+def test_summary_box_links_the_pages_downloads(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hmatbook import figures
+
+    monkeypatch.setenv(figures.FIGURES_ENV, str(tmp_path / "fig"))
+    monkeypatch.setattr(figures, "SAVED", [])
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    figures.save(fig, "page_x_fig")
+    plt.close(fig)
+    assert (tmp_path / "fig" / "page_x_fig.pdf").exists() and figures.saved() == ["page_x_fig"]
+    box = style.summary_box("page_x", "quick", setup="s", claim="c", result="r").data
+    assert f"{style.DOWNLOADS_URL}/figures/page_x_fig.pdf" in box
+    assert f"{style.DOWNLOADS_URL}/notebooks/page_x.ipynb" in box
