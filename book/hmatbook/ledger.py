@@ -39,6 +39,42 @@ def load_claims(path: Path | str | None = None) -> list[dict]:
         return yaml.safe_load(f)["claims"]
 
 
+def claim(claim_id: str, claims: list[dict] | None = None) -> dict:
+    """One claim of ``data/claims.yml`` by id."""
+    for c in load_claims() if claims is None else claims:
+        if c["id"] == claim_id:
+            return c
+    raise ValueError(f"unknown claim_id {claim_id!r}; the claims are listed in "
+                     f"{repo_data('claims.yml')}")
+
+
+def test_of(claim_id: str, name: str | None = None) -> dict:
+    """The criterion as data (the claim's ``test`` mapping, or its entry ``name``): the verdict
+    functions read their thresholds from here, so the file and the code cannot disagree."""
+    test = claim(claim_id).get("test") or {}
+    if name is None:
+        return test
+    if name not in test:
+        raise KeyError(f"claim {claim_id!r} has no test quantity {name!r} in claims.yml; "
+                       f"it has {sorted(test)}")
+    return test[name]
+
+
+def threshold(claim_id: str, name: str):
+    """The threshold of one test quantity of a claim (a number, or [lo, hi] for "in")."""
+    return test_of(claim_id, name)["threshold"]
+
+
+def criterion_as_data(c: dict) -> str:
+    """The ``test`` mapping of a claim written out: "time_saving_pct in [39.56, 69.56] %"."""
+    parts = []
+    for name, t in (c.get("test") or {}).items():
+        thr = t["threshold"]
+        thr = f"[{thr[0]:g}, {thr[1]:g}]" if isinstance(thr, list) else f"{thr:g}"
+        parts.append(f"{name} {t['comparison']} {thr} {t.get('unit', '')}".strip())
+    return "; ".join(parts)
+
+
 def results_dir() -> Path:
     """Folder for this run's verdicts: ``$HMAT_RESULTS_DIR`` or ``./hmat-results``."""
     path = Path(os.environ.get(RESULTS_ENV, "hmat-results")).resolve()
@@ -63,6 +99,76 @@ def decide(interval: Sequence[float], comparison: str, threshold: float) -> str:
         holds_all = hi < t if comparison == "<" else hi <= t
         holds_none = lo >= t if comparison == "<" else lo > t
     return "reproduced" if holds_all else "not reproduced" if holds_none else "inconclusive"
+
+
+def decide_band(interval: Sequence[float], lo: float, hi: float) -> str:
+    """Verdict for the claim "value lies in [lo, hi]" (e.g. within a factor 2 of the source's
+    value): reproduced when the whole interval is inside, not reproduced when it is wholly
+    outside, inconclusive when it overlaps an edge."""
+    a, b = _check_interval(interval)
+    if not lo <= hi:
+        raise ValueError(f"the band needs lo <= hi, got [{lo}, {hi}]")
+    if lo <= a and b <= hi:
+        return "reproduced"
+    if b < lo or a > hi:
+        return "not reproduced"
+    return "inconclusive"
+
+
+def combine(*verdicts: str) -> str:
+    """One verdict for a claim with several parts that must all hold: not reproduced if any part
+    is not reproduced, reproduced if all are, not testable here if a part cannot be tested,
+    inconclusive otherwise. There is no "partly"."""
+    for v in verdicts:
+        if v not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}, got {v!r}")
+    if not verdicts:
+        raise ValueError("combine needs at least one verdict")
+    if "not reproduced" in verdicts:
+        return "not reproduced"
+    if all(v == "reproduced" for v in verdicts):
+        return "reproduced"
+    if "not testable here" in verdicts or "not yet tested" in verdicts:
+        return "not testable here"
+    return "inconclusive"
+
+
+class Verdict(tuple):
+    """``(verdict, measured)`` as the verdict functions return it (it unpacks as a pair), with
+    ``value``, ``interval`` and ``qualifiers`` for :func:`record` carried as attributes."""
+
+    def __new__(cls, verdict: str, measured: str, *, value=None, interval=None,
+                qualifiers: Sequence[str] = ()):
+        if verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
+        self = super().__new__(cls, (verdict, str(measured)))
+        self.value = None if value is None else float(value)
+        self.interval = None if interval is None else _check_interval(interval)
+        self.qualifiers = tuple(_check_qualifiers(qualifiers))
+        return self
+
+    @property
+    def verdict(self) -> str:
+        return self[0]
+
+    @property
+    def measured(self) -> str:
+        return self[1]
+
+    def qualified(self, *qualifiers: str) -> Verdict:
+        """The same verdict with more qualifiers."""
+        return Verdict(self[0], self[1], value=self.value, interval=self.interval,
+                       qualifiers=(*self.qualifiers, *qualifiers))
+
+
+def record_verdict(claim_id: str, verdict, where: str, *, note: str = "",
+                   qualifiers: Sequence[str] = ()) -> dict:
+    """:func:`record` for a :class:`Verdict` (or a plain ``(verdict, measured)`` pair), with
+    ``note`` appended to the measured text and extra ``qualifiers``."""
+    v, text = verdict
+    return record(claim_id, v, text + note, where, value=getattr(verdict, "value", None),
+                  interval=getattr(verdict, "interval", None),
+                  qualifiers=(*getattr(verdict, "qualifiers", ()), *qualifiers))
 
 
 def _check_interval(interval) -> tuple[float, float]:
@@ -98,10 +204,10 @@ def record(claim_id: str, verdict: str, measured: str, where: str, *,
     (lo, hi) where the metric has noise, ``qualifiers`` what qualifies the verdict
     (:data:`QUALIFIERS`, each optionally with ``": detail"``).
     """
-    ids = {c["id"] for c in load_claims()}
-    if claim_id not in ids:
-        raise ValueError(f"unknown claim_id {claim_id!r}; the claims are listed in "
-                         f"{repo_data('claims.yml')}")
+    c = claim(claim_id)
+    if c.get("notebook") and str(where) != c["notebook"]:
+        raise ValueError(f"claim {claim_id!r} is recorded by {c['notebook']!r} (its notebook in "
+                         f"claims.yml), not by where={where!r}: one notebook per claim")
     if verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
     if value is not None and not math.isfinite(float(value)):
@@ -131,8 +237,37 @@ def table(path: Path | None = None) -> list[dict]:
     rows = []
     for c in load_claims():
         v = found.get(c["id"], {})
+        quals = list(dict.fromkeys([*(c.get("qualifiers") or []), *v.get("qualifiers", [])]))
         rows.append({**c, "verdict": v.get("verdict", "not yet tested"),
                      "measured": v.get("measured", ""), "where": v.get("where", ""),
                      "value": v.get("value"), "interval": v.get("interval"),
-                     "qualifiers": v.get("qualifiers", [])})
+                     "qualifiers": quals, "criterion_data": criterion_as_data(c)})
     return rows
+
+
+def changed_after_results(c: dict) -> bool:
+    """Whether a claim's criterion was ever changed with results in hand (its history says)."""
+    return any(h.get("results_known") for h in c.get("history") or [])
+
+
+def glance_markdown(rows: list[dict], profile: str, page_of=None) -> str:
+    """The "Reproduction at a glance" table as MyST markdown: per claim the source's value, ours
+    with its interval, the verdict and its qualifiers, the page that tests it."""
+    def cell(x):
+        return str(x).replace("|", "\\|").replace("\n", " ")
+
+    out = [f"Profile of this build: **{profile}**"
+           + (" (indicative sizes, not the papers' scale)" if profile == "quick" else ""), "",
+           "| claim | source says | we measured | 95 % interval | verdict | qualifiers | page |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        iv = r.get("interval")
+        iv = f"[{iv[0]:.3g}, {iv[1]:.3g}]" if iv else ""
+        val = "" if r.get("value") is None else f"{r['value']:.3g}"
+        where = r.get("where") or r.get("notebook") or ""
+        page = f"[{where}]({page_of(where)})" if (where and page_of) else cell(where or "none yet")
+        flag = " (criterion changed after results)" if changed_after_results(r) else ""
+        out.append(f"| {cell(r['id'])} | {cell(r.get('source_value') or r['claim'])} | {val} "
+                   f"| {iv} | **{r['verdict']}**{flag} | {cell('; '.join(r['qualifiers']))} "
+                   f"| {page} |")
+    return "\n".join(out)

@@ -18,26 +18,30 @@ def test_ledger_table_without_results_says_not_yet_tested(tmp_path):
 
 def test_record_writes_a_verdict_that_the_table_shows(tmp_path, monkeypatch):
     monkeypatch.setenv(ledger.RESULTS_ENV, str(tmp_path))
-    claim = ledger.load_claims()[0]["id"]
-    entry = ledger.record(claim, "reproduced", "1.0 vs 1.0", "test")
+    c = ledger.load_claims()[0]
+    claim, nb = c["id"], c["notebook"]
+    entry = ledger.record(claim, "reproduced", "1.0 vs 1.0", nb)
     assert json.loads(next(tmp_path.glob("*.json")).read_text()) == entry
     row = {r["id"]: r for r in ledger.table()}[claim]
-    assert row["verdict"] == "reproduced" and row["where"] == "test"
+    assert row["verdict"] == "reproduced" and row["where"] == nb
 
 
 def test_record_rejects_unknown_claims_and_verdicts(tmp_path, monkeypatch):
     monkeypatch.setenv(ledger.RESULTS_ENV, str(tmp_path))
     with pytest.raises(ValueError, match="unknown claim_id"):
         ledger.record("no-such-claim", "reproduced", "", "")
-    claim = ledger.load_claims()[0]["id"]
+    c = ledger.load_claims()[0]
     with pytest.raises(ValueError, match="verdict must be one of"):
-        ledger.record(claim, "maybe", "", "")
+        ledger.record(c["id"], "maybe", "", c["notebook"])
+    with pytest.raises(ValueError, match="one notebook per claim"):
+        ledger.record(c["id"], "reproduced", "", "some_other_notebook")
 
 
 def test_record_keeps_value_interval_and_qualifiers(tmp_path, monkeypatch):
     monkeypatch.setenv(ledger.RESULTS_ENV, str(tmp_path))
-    claim = ledger.load_claims()[0]["id"]
-    entry = ledger.record(claim, "inconclusive", "0.5 [-0.1, 1.1]", "test", value=0.5,
+    c = ledger.load_claims()[0]
+    claim, nb = c["id"], c["notebook"]
+    entry = ledger.record(claim, "inconclusive", "0.5 [-0.1, 1.1]", nb, value=0.5,
                           interval=(-0.1, 1.1),
                           qualifiers=["on a substitute: MobileNetV2 for GoogLeNet"])
     row = {r["id"]: r for r in ledger.table()}[claim]
@@ -45,9 +49,9 @@ def test_record_keeps_value_interval_and_qualifiers(tmp_path, monkeypatch):
     expected = ["on a substitute: MobileNetV2 for GoogLeNet"]
     assert row["qualifiers"] == entry["qualifiers"] == expected
     with pytest.raises(ValueError, match="qualifiers must start with one of"):
-        ledger.record(claim, "reproduced", "", "", qualifiers=["partly"])
+        ledger.record(claim, "reproduced", "", nb, qualifiers=["partly"])
     with pytest.raises(ValueError, match="interval must be"):
-        ledger.record(claim, "reproduced", "", "", interval=(2.0, 1.0))
+        ledger.record(claim, "reproduced", "", nb, interval=(2.0, 1.0))
 
 
 @pytest.mark.parametrize("interval, comparison, threshold, verdict", [
@@ -73,3 +77,49 @@ def test_decide_rejects_bad_input():
         ledger.decide((1, 0), ">", 0)
     with pytest.raises(ValueError, match="interval must be"):
         ledger.decide(0.5, ">", 0)
+
+
+@pytest.mark.parametrize("band, verdict", [
+    ((0.0, 2.0), "reproduced"), ((3.0, 4.0), "not reproduced"), ((1.0, 4.0), "inconclusive"),
+])
+def test_decide_band(band, verdict):
+    assert ledger.decide_band((0.5, 1.5), *band) == verdict
+
+
+def test_combine_has_no_partly():
+    assert ledger.combine("reproduced", "reproduced") == "reproduced"
+    assert ledger.combine("reproduced", "not reproduced") == "not reproduced"
+    assert ledger.combine("inconclusive", "reproduced") == "inconclusive"
+    assert ledger.combine("not testable here", "reproduced") == "not testable here"
+    assert ledger.combine("not testable here", "not reproduced") == "not reproduced"
+    with pytest.raises(ValueError, match="verdict must be one of"):
+        ledger.combine("partly")
+
+
+def test_verdict_unpacks_as_a_pair_and_records_its_extras(tmp_path, monkeypatch):
+    monkeypatch.setenv(ledger.RESULTS_ENV, str(tmp_path))
+    c = ledger.load_claims()[0]
+    v = ledger.Verdict("inconclusive", "x", value=1.0, interval=(0.0, 2.0),
+                       qualifiers=["by construction"])
+    verdict, text = v
+    assert (verdict, text) == ("inconclusive", "x")
+    entry = ledger.record_verdict(c["id"], v.qualified("on a substitute: MobileNetV2"),
+                                  c["notebook"], note=" [note]")
+    assert entry["measured"] == "x [note]" and entry["interval"] == [0.0, 2.0]
+    assert entry["qualifiers"] == ["by construction", "on a substitute: MobileNetV2"]
+
+
+def test_thresholds_are_read_from_the_file():
+    c = ledger.claim("T1-mobilenet_v2-r30")
+    assert ledger.threshold(c["id"], "loss_pts") == [4.28, 17.12]
+    assert "time_saving_pct in [39.56, 69.56] %" in ledger.criterion_as_data(c)
+    with pytest.raises(KeyError, match="no test quantity"):
+        ledger.test_of(c["id"], "nothing")
+
+
+def test_glance_lists_every_claim_with_the_profile(tmp_path):
+    rows = ledger.table(tmp_path)
+    md = ledger.glance_markdown(rows, "quick")
+    assert "quick" in md and "indicative" in md
+    assert all(r["id"] in md for r in rows)
+    assert md.count("\n") == len(rows) + 3

@@ -125,6 +125,54 @@ def test_claims_file_is_well_formed():
     assert {c["source"] for c in claims} == {"thesis", "2409.07028", "companion"}
 
 
+CLAIMS = yaml.safe_load((ROOT / "data" / "claims.yml").read_text(encoding="utf-8"))["claims"]
+COMPARISONS = (">", ">=", "<", "<=", "in")
+
+
+@pytest.mark.parametrize("c", CLAIMS, ids=[c["id"] for c in CLAIMS])
+def test_claim_has_notebook_history_and_criterion_as_data(c):
+    """Every claim says which notebook records it (null: none yet), when its criterion last
+    changed, and each change with old, new, reason; its test data are well formed."""
+    assert "notebook" in c, f"{c['id']}: no notebook field (null if no notebook tests it yet)"
+    assert str(c.get("criterion_since", "")).strip() and str(c.get("registered", "")).strip()
+    assert "partly" not in c["criterion"], f"{c['id']}: 'partly' is no verdict"
+    for h in c.get("history") or []:
+        missing = [k for k in ("date", "old", "new", "reason") if not str(h.get(k, "")).strip()]
+        assert not missing, f"{c['id']}: a history entry lacks {missing}"
+        assert h["date"] <= c["criterion_since"]
+    if c.get("history"):
+        assert max(h["date"] for h in c["history"]) == c["criterion_since"]
+    for name, t in (c.get("test") or {}).items():
+        assert t["comparison"] in COMPARISONS, f"{c['id']}.{name}: {t['comparison']!r}"
+        thr = t["threshold"]
+        if t["comparison"] == "in":
+            assert isinstance(thr, list) and len(thr) == 2 and thr[0] <= thr[1]
+        else:
+            assert isinstance(thr, (int, float))
+
+
+def _code_of(nb_path: Path) -> str:
+    return "\n".join("".join(cell["source"]) for cell in load_nb(nb_path)["cells"]
+                     if cell["cell_type"] == "code")
+
+
+def test_each_claim_is_recorded_by_exactly_one_notebook():
+    """A claim that names its notebook is recorded there and by no other notebook: its id (or,
+    for Table I, the T1- pattern) appears in the code of exactly that notebook among those that
+    call the ledger."""
+    code = {nb.stem: _code_of(nb) for nb in NOTEBOOKS}
+    recorders = {k: v for k, v in code.items() if "ledger.record" in v}
+    for c in CLAIMS:
+        if not c.get("notebook"):
+            continue
+        assert c["notebook"] in code, f"{c['id']}: notebook {c['notebook']} does not exist"
+        key = "T1-" if c["id"].startswith("T1-") else c["id"]
+        found = sorted(n for n, src in recorders.items()
+                       if re.search(re.escape(key) + r"(?![\w-])" if key != "T1-" else key, src))
+        assert found == [c["notebook"]], \
+            f"{c['id']} is recorded by {found or 'no notebook'}, claims.yml says {c['notebook']}"
+
+
 def test_citation_cff():
     cff = yaml.safe_load((ROOT / "CITATION.cff").read_text(encoding="utf-8"))
     for key in ("cff-version", "message", "title", "authors", "version", "license", "type",
