@@ -77,16 +77,19 @@ def test_use_sets_the_style():
 
 def test_summary_box_from_this_runs_verdicts(tmp_path, monkeypatch):
     monkeypatch.setenv(ledger.RESULTS_ENV, str(tmp_path))
-    cid = ledger.load_claims()[0]["id"]
-    ledger.record(cid, "not reproduced", "measured 1.0", "some_page")
-    box = style.summary_box("some_page", "quick", setup="model m, data d")
+    c = ledger.load_claims()[0]
+    cid, page = c["id"], c.get("notebook", "some_page")
+    ledger.record(cid, "not reproduced", "measured 1.0", page)
+    box = style.summary_box(page, "quick", setup="model m, data d")
     text = box.data
     assert "indicative sizes" in text and "model m, data d" in text
-    assert cid in text and "1 claim tested here: 1 not reproduced." in text
-    with pytest.raises(ValueError, match="recorded no verdict"):
-        style.summary_box("other_page", "quick", setup="s")
+    assert cid in text
+    assert f"1 claim decided here: 1 not reproduced ({cid}: not reproduced)." in text
+    # a page that decided nothing in this run says so (never a stale or invented verdict)
+    text = style.summary_box("other_page", "quick", setup="s").data
+    assert "none was decided in this run" in text and "0 claims decided here" in text
     with pytest.raises(ValueError, match="profile"):
-        style.summary_box("some_page", "huge", setup="s")
+        style.summary_box(page, "huge", setup="s")
     box = style.summary_box("other_page", "full", setup="s", claim="c", result="r <b>")
     assert "the papers&#x27; scale" in box.data and "r &lt;b&gt;" in box.data
 
