@@ -26,6 +26,8 @@ from .compressors import ACA, RRQR, Accuracy, EntryBlock, LowRank, TruncatedSVD
 from .hmatrix import Block, HMatrix
 from .io import load
 from .plot import plot_blocks
+from .precision import STORAGES, Quantized, dequantize, quantize
+from .qhmatrix import QuantizedHMatrix
 
 __version__ = "0.1.0"
 
@@ -36,4 +38,5 @@ __all__ = [
     "CardinalitySplitter", "GeometricSplitter", "PrincipalSplitter",
     "StrongAdmissibility", "WeakAdmissibility", "AllAdmissible",
     "limit_threads", "available_threads",
+    "QuantizedHMatrix", "Quantized", "quantize", "dequantize", "STORAGES",
 ]

@@ -14,6 +14,7 @@ from .admissibility import AllAdmissible, make_admissibility
 from .cluster import ClusterTree, check_leaf_size, resolve_cluster
 from .compressors import Accuracy, get_compressor
 from .hmatrix import HMatrix
+from .precision import check_precision
 
 __all__ = ["compress"]
 
@@ -58,6 +59,7 @@ def compress(
     shape: tuple[int, int] | None = None,
     dtype=np.float64,
     blas_threads: int | None = 1,
+    precision: str | None = None,
 ) -> HMatrix:
     """Approximate a matrix by an H-matrix.
 
@@ -102,6 +104,16 @@ def compress(
         BLAS threads during the build (default 1; None leaves BLAS as it is): the build makes
         many small SVD/QR calls, where threaded BLAS gains little and, on a busy machine, loses
         10-100x to oversubscription.
+    precision : None, "float64", "float32", "bfloat16", "float16", "int8" or "adaptive"
+        Storage of the blocks (see :mod:`hmat.precision`). None (default): the input's dtype.
+        "float64"/"float32": an :class:`HMatrix` in that dtype. "bfloat16", "float16", "int8"
+        (scale per column of ``U``, per row of ``Vt`` and of dense blocks): every block in that
+        type, a :class:`~hmat.qhmatrix.QuantizedHMatrix` whose ``info["rel_error_fro"]``
+        counts the rounding. "adaptive" (needs ``tol`` and an array ``A``): per block the
+        cheapest storage, per column of its factors or per row of a dense block, whose error
+        (truncation and rounding, exact) stays within the block's share ``tol ||A_b||_F``, so
+        that ``||A - H.to_dense()||_F <= tol ||A||_F`` holds with the standard build as with
+        ``adaptive=True``; ``to_dense`` and products are float32 (float64 for ``tol < 1e-6``).
 
     Returns
     -------
@@ -111,12 +123,24 @@ def compress(
     """
     with _blas_threads(blas_threads):
         return _compress(A, rank, tol, method, adaptive, recompress, norm, admissibility, eta,
-                         leaf_size, cluster, row_coords, col_coords, shape, dtype)
+                         leaf_size, cluster, row_coords, col_coords, shape, dtype, precision)
 
 
 def _compress(A, rank, tol, method, adaptive, recompress, norm, admissibility, eta, leaf_size,
-              cluster, row_coords, col_coords, shape, dtype) -> HMatrix:
+              cluster, row_coords, col_coords, shape, dtype, precision=None) -> HMatrix:
     t_start = time.perf_counter()
+    if precision is not None:
+        precision = check_precision(precision)
+        if precision == "adaptive":
+            if tol is None:
+                raise ValueError("precision='adaptive' needs tol= (the relative error budget "
+                                 "that truncation and rounding share)")
+            if norm != "fro":
+                raise ValueError("precision='adaptive' certifies the Frobenius norm: use "
+                                 "norm='fro'")
+            if _is_entry_function(A):
+                raise ValueError("precision='adaptive' needs A as an array (exact block "
+                                 "errors)")
     if (rank is None) == (tol is None):
         raise ValueError("give exactly one of rank= or tol=, got "
                          + ("both" if rank is not None else "neither"))
@@ -145,11 +169,14 @@ def _compress(A, rank, tol, method, adaptive, recompress, norm, admissibility, e
             raise ValueError("adaptive and recompress need A as an array (exact block errors)")
         entries, a = A, None
         m, n = int(shape[0]), int(shape[1])
-        dt = np.dtype(dtype)
+        dt = np.dtype(precision if precision in ("float32", "float64") else dtype)
         if dt not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {dt}")
     else:
         entries, a = None, _as_matrix(A)
+        original = a
+        if precision in ("float32", "float64"):
+            a = a.astype(precision, copy=False)
         m, n = a.shape
         dt = a.dtype
 
@@ -178,20 +205,31 @@ def _compress(A, rank, tol, method, adaptive, recompress, norm, admissibility, e
     if recompress:
         blocktree.recompress(root, src, compressor, tol)
 
-    H = blocktree.to_hmatrix(root, src, (m, n))
+    quantized = precision not in (None, "float32", "float64")
+    if quantized:
+        out_dtype = np.float64 if precision == "adaptive" and tol < 1e-6 else np.float32
+        H, err2 = blocktree.to_quantized(root, src, (m, n), precision, tol, out_dtype)
+    else:
+        H = blocktree.to_hmatrix(root, src, (m, n))
+        err2 = blocktree.error2(root)
     H.info.update(
         method=getattr(method, "__name__", None) or (method if isinstance(method, str)
                                                      else repr(method)),
         rank=rank, tol=tol, norm=norm, adaptive=adaptive, recompress=recompress,
         admissibility=repr(admissible), leaf_size=leaf_size,
         cluster=cluster if isinstance(cluster, str) else repr(type(cluster).__name__),
-        build_seconds=time.perf_counter() - t_start,
+        precision=precision, build_seconds=time.perf_counter() - t_start,
     )
     if a is not None:
         norm_a = float(np.linalg.norm(a.astype(np.float64)))
         H.info["norm_fro"] = norm_a
         # exact ||A - H||_F from the stored factors (leaf errors are independent: a partition)
-        H.info["rel_error_fro"] = math.sqrt(blocktree.error2(root)) / norm_a if norm_a else 0.0
-        if adaptive:  # every leaf was checked against its share with its stored factors
+        if original.dtype != a.dtype:  # precision= cast the input: measure against it
+            diff = H.to_dense().astype(np.float64) - original
+            norm_a = float(np.linalg.norm(original.astype(np.float64)))
+            H.info["norm_fro"], err2 = norm_a, float(np.sum(diff * diff))
+        H.info["rel_error_fro"] = math.sqrt(err2) / norm_a if norm_a else 0.0
+        if (adaptive and not quantized) or precision == "adaptive":
+            # every leaf was checked against its share with its stored (decoded) factors
             H.info["certified_bound"] = tol
     return H

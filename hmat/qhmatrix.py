@@ -1,0 +1,253 @@
+"""An :class:`~hmat.HMatrix` whose blocks are stored in low precision (:mod:`hmat.precision`).
+
+Same interface as :class:`~hmat.HMatrix` (products, ``to_dense``, ``nbytes``, blocks, factors,
+save/load); the storage is a :class:`hmat.precision.QStore`, each low-rank column and dense row
+in its own type (int8 with scales, bfloat16, float16, float32, float64), decoded inside the
+product kernels (:mod:`hmat._qkernels`). Built by ``hmat.compress(A, ..., precision=...)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import get_num_threads
+
+from . import _qkernels
+from .hmatrix import HMatrix
+from .precision import ITEMSIZE, QStore, _bf16_decode
+
+__all__ = ["QuantizedHMatrix"]
+
+# below this many stored bytes times vectors a product runs on one thread (thread start-up
+# costs more than it saves)
+_PARALLEL_MIN_BYTES = 1 << 18
+
+
+class QuantizedHMatrix(HMatrix):
+    """An H-matrix in quantized storage; ``dtype`` (float32 or float64) is the type that
+    ``to_dense`` and products return, ``precision`` the name it was built with."""
+
+    def __init__(self, shape, store: QStore, dtype=np.float32, row_perm=None, col_perm=None,
+                 info=None, precision="adaptive"):
+        self.shape = (int(shape[0]), int(shape[1]))
+        self._q = QStore(*(np.ascontiguousarray(a) for a in store))
+        self._dtype = np.dtype(dtype)
+        if self._dtype not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64, got {self._dtype}")
+        self.precision = precision
+        self.row_perm = None if row_perm is None else np.asarray(row_perm, dtype=np.int64)
+        self.col_perm = None if col_perm is None else np.asarray(col_perm, dtype=np.int64)
+        self.info = dict(info or {})
+        q = self._q
+        ks = (q.lr_blk[:, 5] - q.lr_blk[:, 4]).astype(np.int64)
+        self.lr_desc = np.column_stack([q.lr_blk[:, :4].astype(np.int64), ks,
+                                        np.zeros(len(ks), np.int64)]).reshape(-1, 6)
+        self.d_desc = np.column_stack([q.d_blk[:, :4].astype(np.int64),
+                                       np.zeros(len(q.d_blk), np.int64)]).reshape(-1, 5)
+        self._check_store()
+        self._tasks = {}
+
+    def _check_store(self):
+        """Blocks tile the matrix, offsets lie in their buffers (guards load())."""
+        q, m, n = self._q, *self.shape
+        desc = np.concatenate([self.lr_desc[:, :4], self.d_desc[:, :4]])
+        ok = (desc.size == 0 or (np.all(desc[:, [1, 3]] > 0) and np.all(desc[:, [0, 2]] >= 0)
+              and np.all(desc[:, 0] + desc[:, 1] <= m) and np.all(desc[:, 2] + desc[:, 3] <= n)))
+        ok = ok and int(np.sum(desc[:, 1] * desc[:, 3])) == m * n
+        if ok:
+            cover = np.zeros((m, n), dtype=np.int8)
+            for r0, bm, c0, bn in desc:
+                cover[r0:r0 + bm, c0:c0 + bn] += 1
+            ok = bool(np.all(cover == 1))
+        lo, hi = q.lr_blk[:, 4], q.lr_blk[:, 5]
+        ok = ok and np.all(lo <= hi) and (len(hi) == 0 or (lo.min() >= 0
+                                                            and hi.max() <= len(q.lr_col)))
+        ok = ok and (len(q.d_blk) == 0 or (np.all(q.d_blk[:, 4] >= 0) and np.all(
+            q.d_blk[:, 4] + q.d_blk[:, 1] <= len(q.d_row))))
+        ok = ok and len(q.lr_scale) == len(q.lr_col) and len(q.d_scale) == len(q.d_row)
+        if ok:  # every stored vector lies inside its buffer
+            size = {1: q.i8.size, 2: q.h16.size, 3: q.h16.size, 4: q.f32.size, 5: q.f64.size}
+            col_blk = np.repeat(np.arange(len(q.lr_blk)), hi - lo)
+            for code, off, ln in ((q.lr_col[:, 0], q.lr_col[:, 1], q.lr_blk[col_blk, 1]),
+                                  (q.lr_col[:, 0], q.lr_col[:, 2], q.lr_blk[col_blk, 3])):
+                ok = ok and np.all((code >= 1) & (code <= 5))
+                for c, lim in size.items():
+                    sel = code == c
+                    ok = ok and np.all(off[sel] >= 0) and np.all(off[sel] + ln[sel] <= lim)
+            row_blk = np.repeat(np.arange(len(q.d_blk)), q.d_blk[:, 1])
+            code, off = q.d_row[:, 0], q.d_row[:, 1]
+            ok = ok and len(row_blk) == len(q.d_row) and np.all((code >= 0) & (code <= 5))
+            if ok:
+                ln = q.d_blk[row_blk, 3]
+                for c, lim in size.items():
+                    sel = code == c
+                    ok = ok and np.all(off[sel] >= 0) and np.all(off[sel] + ln[sel] <= lim)
+        for perm, size_ in ((self.row_perm, m), (self.col_perm, n)):
+            if perm is not None:
+                ok = ok and perm.shape == (size_,) and np.array_equal(np.sort(perm),
+                                                                       np.arange(size_))
+        if not ok:
+            raise ValueError("the quantized storage does not describe the matrix (corrupt data)")
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def store(self) -> QStore:
+        return self._q
+
+    @property
+    def nbytes(self) -> int:
+        """Every byte stored: encoded values, scales, tables and permutations."""
+        perms = sum(p.nbytes for p in (self.row_perm, self.col_perm) if p is not None)
+        return int(self._q.nbytes + perms)
+
+    @property
+    def dense_nbytes(self) -> int:
+        """Bytes of the dense matrix in float32 (the reference a quantized matrix is compared
+        with)."""
+        return self.shape[0] * self.shape[1] * 4
+
+    @property
+    def n_entries(self) -> int:
+        q = self._q
+        cols = np.repeat(q.lr_blk[:, 1] + q.lr_blk[:, 3], q.lr_blk[:, 5] - q.lr_blk[:, 4])
+        rows = np.repeat(q.d_blk[:, 3], q.d_blk[:, 1])[q.d_row[:, 0] > 0]
+        return int(cols.sum() + rows.sum())
+
+    def bytes_by_storage(self) -> dict:
+        """Bytes of encoded values per storage type (scales and tables not included)."""
+        return self._q.bytes_by_storage()
+
+    def __repr__(self) -> str:
+        by = {k: v for k, v in self.bytes_by_storage().items() if v}
+        return (f"QuantizedHMatrix(shape={self.shape}, precision={self.precision!r}, "
+                f"dtype={self.dtype}, blocks={self.n_blocks}, bytes={self.nbytes} "
+                f"({100 * self.nbytes / self.dense_nbytes:.1f}% of dense float32), "
+                f"by storage={by})")
+
+    # ------------------------------------------------------------------ decoding
+    def _vector(self, code, off, ln, scale) -> np.ndarray:
+        q = self._q
+        if code == 1:
+            return q.i8[off:off + ln].astype(np.float64) * np.float64(scale)
+        if code == 2:
+            return _bf16_decode(q.h16[off:off + ln]).astype(np.float64)
+        if code == 3:
+            return q.h16[off:off + ln].view(np.float16).astype(np.float64)
+        if code == 4:
+            return q.f32[off:off + ln].astype(np.float64)
+        if code == 5:
+            return q.f64[off:off + ln].copy()
+        return np.zeros(ln)
+
+    def _factors64(self, b: int):
+        q = self._q
+        r0, m, c0, n, lo, hi = (int(v) for v in q.lr_blk[b])
+        u = np.empty((m, hi - lo))
+        vt = np.empty((hi - lo, n))
+        for j, c in enumerate(range(lo, hi)):
+            code, ou, ov = (int(v) for v in q.lr_col[c])
+            u[:, j] = self._vector(code, ou, m, q.lr_scale[c, 0])
+            vt[j] = self._vector(code, ov, n, q.lr_scale[c, 1])
+        return u, vt
+
+    def _dense64(self, b: int):
+        q = self._q
+        r0, m, c0, n, lo = (int(v) for v in q.d_blk[b])
+        return np.stack([self._vector(int(q.d_row[lo + r, 0]), int(q.d_row[lo + r, 1]), n,
+                                      q.d_scale[lo + r]) for r in range(m)])
+
+    def lowrank_factors(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(U, Vt)`` of low-rank block ``b``, decoded (in ``dtype``)."""
+        u, vt = self._factors64(int(b))
+        return u.astype(self.dtype), vt.astype(self.dtype)
+
+    def dense_block(self, b: int) -> np.ndarray:
+        """Dense block ``b``, decoded (in ``dtype``)."""
+        return self._dense64(int(b)).astype(self.dtype)
+
+    def to_dense(self, dtype=None) -> np.ndarray:
+        """The matrix the stored values represent (decoded and multiplied in float64, then
+        rounded once to ``dtype``, default :attr:`dtype`), in the original index order."""
+        a = np.zeros(self.shape)
+        for b, (r0, m, c0, n, _, _) in enumerate(self._q.lr_blk):
+            u, vt = self._factors64(b)
+            a[r0:r0 + m, c0:c0 + n] = u @ vt
+        for b, (r0, m, c0, n, _) in enumerate(self._q.d_blk):
+            a[r0:r0 + m, c0:c0 + n] = self._dense64(b)
+        if self.row_perm is not None or self.col_perm is not None:
+            rp = self.row_perm if self.row_perm is not None else np.arange(self.shape[0])
+            cp = self.col_perm if self.col_perm is not None else np.arange(self.shape[1])
+            out = np.empty_like(a)
+            out[np.ix_(rp, cp)] = a
+            a = out
+        return a.astype(self.dtype if dtype is None else dtype, copy=False)
+
+    # ------------------------------------------------------------------ products
+    def _task_split(self, n_tasks: int):
+        """Contiguous ranges of low-rank and of dense blocks of about equal stored bytes."""
+        if n_tasks not in self._tasks:
+            q = self._q
+            per_item = np.array([ITEMSIZE[c] for c in range(6)])
+            cols = (q.lr_blk[:, 1] + q.lr_blk[:, 3]).astype(np.int64)
+            col_cost = per_item[q.lr_col[:, 0]] * np.repeat(cols, q.lr_blk[:, 5] - q.lr_blk[:, 4])
+            cum = np.concatenate([[0], np.cumsum(col_cost)])
+            lr_cost = cum[q.lr_blk[:, 5]] - cum[q.lr_blk[:, 4]]
+            row_cost = per_item[q.d_row[:, 0]] * np.repeat(q.d_blk[:, 3], q.d_blk[:, 1])
+            cum = np.concatenate([[0], np.cumsum(row_cost)])
+            d_cost = cum[q.d_blk[:, 4] + q.d_blk[:, 1]] - cum[q.d_blk[:, 4]]
+
+            def split(cost):
+                cum = np.cumsum(cost)
+                total = cum[-1] if len(cum) else 0
+                cuts = np.searchsorted(cum, total * np.arange(1, n_tasks) / n_tasks, "right")
+                return np.concatenate([[0], cuts, [len(cost)]]).astype(np.int64)
+
+            self._tasks[n_tasks] = (split(lr_cost), split(d_cost))
+        return self._tasks[n_tasks]
+
+    def _run(self, kernel, XT, out_len):
+        q = self._q
+        p = XT.shape[0]
+        dtype = XT.dtype
+        n_tasks = get_num_threads() if self.nbytes * p >= _PARALLEL_MIN_BYTES else 1
+        lr_task, d_task = self._task_split(n_tasks)
+        acc = np.zeros((n_tasks, p, out_len), dtype=dtype)
+        w = max(self.shape) + 1
+        bu = np.empty((n_tasks, w), dtype=dtype)
+        bv = np.empty((n_tasks, w), dtype=dtype)
+        ub = np.empty((n_tasks, w), dtype=np.uint32)
+        kernel(q.lr_blk, q.lr_col, q.lr_scale, q.d_blk, q.d_row, q.d_scale, q.f64, q.f32, q.h16,
+               q.i8, lr_task, d_task, XT, acc, bu, bv, ub, dtype.type(0))
+        return acc[0] if n_tasks == 1 else acc.sum(axis=0)
+
+    def matvec(self, x) -> np.ndarray:
+        """``H @ x`` for a vector (n,) or a matrix (n, p), decoding inside the kernel."""
+        x, dtype = self._prepare(x, self.shape[1], "x")
+        cp, rp = self.col_perm, self.row_perm
+        if x.ndim == 1:
+            XT = np.ascontiguousarray(x if cp is None else x[cp], dtype=dtype).reshape(1, -1)
+        else:
+            XT = np.ascontiguousarray(x.T if cp is None else x.T[:, cp], dtype=dtype)
+        YT = self._run(_qkernels.matmat, XT, self.shape[0])
+        if rp is not None:
+            out = np.empty_like(YT)
+            out[:, rp] = YT
+            YT = out
+        return YT[0] if x.ndim == 1 else YT.T
+
+    matmat = matvec
+
+    def rmatvec(self, y) -> np.ndarray:
+        """``H.T @ y`` for a vector (m,) or a matrix (m, p)."""
+        y, dtype = self._prepare(y, self.shape[0], "y")
+        rp, cp = self.row_perm, self.col_perm
+        if y.ndim == 1:
+            YT = np.ascontiguousarray(y if rp is None else y[rp], dtype=dtype).reshape(1, -1)
+        else:
+            YT = np.ascontiguousarray(y.T if rp is None else y.T[:, rp], dtype=dtype)
+        XT = self._run(_qkernels.rmatmat, YT, self.shape[1])
+        if cp is not None:
+            out = np.empty_like(XT)
+            out[:, cp] = XT
+            XT = out
+        return XT[0] if y.ndim == 1 else XT.T
+

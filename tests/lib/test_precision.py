@@ -1,0 +1,135 @@
+"""hmat.precision: storage types, the adaptive choice within the error budget, quantized
+products, and compress(..., precision=...)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import hmat
+from hmat.precision import STORAGES, choose_dense, choose_lowrank
+
+# worst relative rounding per entry of each storage (int8: half a step of max|row| / 127)
+UNIT = {"int8": 0.5 / 127, "bfloat16": 2.0 ** -8, "float16": 2.0 ** -11,
+        "float32": 2.0 ** -24, "float64": 2.0 ** -53}
+
+
+def _smooth(n):
+    return 1.0 / (1.0 + np.abs(np.subtract.outer(np.arange(n), np.arange(n))))
+
+
+def _decaying(seed, m=120, n=90):
+    rng = np.random.default_rng(seed)
+    k = min(m, n)
+    return (rng.standard_normal((m, k)) * np.exp(-np.arange(k) / 8)) @ rng.standard_normal((k, n))
+
+
+@pytest.mark.parametrize("storage", STORAGES)
+@pytest.mark.parametrize("per", ["row", "column", "tensor"])
+def test_quantize_error_and_bytes(storage, per):
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((30, 20)) * np.exp(rng.standard_normal((30, 1)))
+    q = hmat.quantize(a, storage, per=per)
+    back = q.dequantize(np.float64)
+    # every entry within the storage's rounding (int8: relative to its row/column/tensor max)
+    ref = {"row": np.max(np.abs(a), axis=1, keepdims=True),
+           "column": np.max(np.abs(a), axis=0, keepdims=True),
+           "tensor": np.max(np.abs(a))}[per] if storage == "int8" else np.abs(a)
+    assert np.all(np.abs(back - a) <= UNIT[storage] * ref * (1 + 1e-6) + 1e-300)
+    item = {"int8": 1, "bfloat16": 2, "float16": 2, "float32": 4, "float64": 8}[storage]
+    n_scales = {"row": 30, "column": 20, "tensor": 1}[per] if storage == "int8" else 0
+    assert q.nbytes == a.size * item + 4 * n_scales
+    assert q.shape == a.shape
+    np.testing.assert_array_equal(hmat.dequantize(q), q.dequantize())
+
+
+def test_quantize_rejects_bad_input():
+    a = np.ones((3, 3))
+    with pytest.raises(ValueError, match="storage must be one of"):
+        hmat.quantize(a, "int4")
+    with pytest.raises(ValueError, match="per must be one of"):
+        hmat.quantize(a, "int8", per="block")
+    with pytest.raises(ValueError, match="non-finite"):
+        hmat.quantize(np.array([[np.nan]]), "int8")
+    with pytest.raises(ValueError, match="float16's range"):
+        hmat.quantize(np.array([[1e6]]), "float16")
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("tol", [0.3, 3e-2, 3e-3])
+def test_block_choice_meets_its_share(seed, tol):
+    a = _decaying(seed, 40, 30)
+    share2 = tol * tol * float(np.sum(a * a))
+    d = choose_dense(a, 0, 0, share2)
+    assert d.err2 <= share2
+    np.testing.assert_allclose(d.err2, np.sum((a - d.decoded()) ** 2), rtol=1e-12)
+    lr = choose_lowrank(a, 0, 0, share2)
+    assert lr is not None and lr.err2 <= share2
+    u, vt = lr.decoded()
+    np.testing.assert_allclose(lr.err2, np.sum((a - u @ vt) ** 2), rtol=1e-10)
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+@pytest.mark.parametrize("tol", [1e-1, 1e-2, 1e-3])
+@pytest.mark.parametrize("case", ["smooth", "decaying"])
+def test_adaptive_precision_certified_bound_includes_rounding(case, tol, adaptive):
+    a = _smooth(96) if case == "smooth" else _decaying(int(tol * 1e4))
+    H = hmat.compress(a, tol=tol, adaptive=adaptive, precision="adaptive", leaf_size=12)
+    assert isinstance(H, hmat.QuantizedHMatrix) and H.dtype == np.float32
+    err = np.linalg.norm(a - H.to_dense().astype(np.float64)) / np.linalg.norm(a)
+    assert err <= tol
+    assert H.info["certified_bound"] == tol
+    assert abs(H.info["rel_error_fro"] - err) <= 1e-6 * max(err, 1e-3)
+    # cheaper than the same build in float32
+    H32 = hmat.compress(a.astype(np.float32), tol=tol, adaptive=adaptive, leaf_size=12)
+    assert H.nbytes < H32.nbytes
+
+
+@pytest.mark.parametrize("precision", ["int8", "bfloat16", "float16"])
+def test_fixed_precision_products_match_to_dense(precision):
+    rng = np.random.default_rng(3)
+    a = _decaying(4, 70, 50)
+    H = hmat.compress(a, tol=1e-3, precision=precision, leaf_size=8, cluster="data")
+    assert isinstance(H, hmat.QuantizedHMatrix) and H.precision == precision
+    D = H.to_dense(np.float64)
+    assert H.info["rel_error_fro"] == pytest.approx(
+        np.linalg.norm(a - D) / np.linalg.norm(a), rel=1e-6)
+    codes = set(np.unique(H.store.lr_col[:, 0])) | set(np.unique(H.store.d_row[:, 0]))
+    assert codes == {hmat.precision.CODE[precision]}
+    for x, y in ((rng.standard_normal(50), rng.standard_normal(70)),
+                 (rng.standard_normal((50, 3)), rng.standard_normal((70, 3)))):
+        for dt in (np.float32, np.float64):
+            tol = 1e-5 if dt == np.float32 else 1e-12
+            ref = D @ x
+            got = H @ x.astype(dt)
+            assert got.dtype == dt
+            np.testing.assert_allclose(got, ref, atol=tol * np.abs(ref).max())
+            ref = D.T @ y
+            np.testing.assert_allclose(H.T @ y.astype(dt), ref, atol=tol * np.abs(ref).max())
+            np.testing.assert_allclose(y.T.astype(dt) @ H, ref.T, atol=tol * np.abs(ref).max())
+
+
+def test_float_precisions_are_plain_hmatrices():
+    a = _smooth(64)
+    H32 = hmat.compress(a, tol=1e-4, precision="float32", leaf_size=8)
+    H64 = hmat.compress(a.astype(np.float32), tol=1e-4, precision="float64", leaf_size=8)
+    assert type(H32) is hmat.HMatrix and H32.dtype == np.float32
+    assert type(H64) is hmat.HMatrix and H64.dtype == np.float64
+    err = np.linalg.norm(a - H32.to_dense()) / np.linalg.norm(a)
+    assert H32.info["rel_error_fro"] == pytest.approx(err, rel=1e-6)
+    assert hmat.compress(a, tol=1e-4, leaf_size=8).dtype == np.float64  # default unchanged
+
+
+def test_bad_precision_arguments_name_the_argument():
+    a = _smooth(32)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        hmat.compress(a, tol=1e-2, precision="int4")
+    with pytest.raises(ValueError, match="precision='adaptive' needs tol="):
+        hmat.compress(a, rank=3, precision="adaptive")
+    with pytest.raises(ValueError, match="precision='adaptive' certifies the Frobenius"):
+        hmat.compress(a, tol=1e-2, norm="2", precision="adaptive")
+    with pytest.raises(ValueError, match="precision='adaptive' needs A as an array"):
+        hmat.compress(lambda i, j: a[np.ix_(i, j)], tol=1e-2, shape=a.shape,
+                      precision="adaptive")
+    with pytest.raises(ValueError, match="float16's range"):
+        hmat.compress(a * 1e6, rank=2, precision="float16", leaf_size=8)
