@@ -21,6 +21,11 @@ __all__ = ["QuantizedHMatrix"]
 # costs more than it saves)
 _PARALLEL_MIN_BYTES = 1 << 18
 
+_FIELDS = {"lr_blk": (np.int32, 2), "lr_col": (np.int32, 2), "lr_scale": (np.float32, 2),
+           "d_blk": (np.int32, 2), "d_row": (np.int32, 2), "d_scale": (np.float32, 1),
+           "f64": (np.float64, 1), "f32": (np.float32, 1), "h16": (np.uint16, 1),
+           "i8": (np.int8, 1)}
+
 
 class QuantizedHMatrix(HMatrix):
     """An H-matrix in quantized storage; ``dtype`` (float32 or float64) is the type that
@@ -30,6 +35,12 @@ class QuantizedHMatrix(HMatrix):
                  info=None, precision="adaptive"):
         self.shape = (int(shape[0]), int(shape[1]))
         self._q = QStore(*(np.ascontiguousarray(a) for a in store))
+        for name, a in self._q._asdict().items():
+            want, ndim = _FIELDS[name]
+            if a.dtype != want or a.ndim != ndim:
+                raise ValueError(f"quantized storage field {name} must be {np.dtype(want)} "
+                                 f"with {ndim} dimension(s), got {a.dtype} {a.shape} "
+                                 "(corrupt data)")
         self._dtype = np.dtype(dtype)
         if self._dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {self._dtype}")

@@ -103,3 +103,51 @@ def test_load_refuses_pickles(tmp_path):
     np.savez(tmp_path / "p.npz", **arrays)
     with pytest.raises(ValueError):
         hmat.load(tmp_path / "p.npz")
+
+
+@pytest.mark.parametrize("precision", ["int8", "bfloat16", "float16", "adaptive"])
+def test_quantized_roundtrip_is_bit_exact(tmp_path, precision):
+    rng = np.random.default_rng(5)
+    a = (rng.standard_normal((50, 20)) * np.exp(-np.arange(20) / 4)) @ rng.standard_normal(
+        (20, 40))
+    H = hmat.compress(a, tol=1e-3, precision=precision, leaf_size=8, cluster="data")
+    H.save(tmp_path / "q.npz")
+    H2 = hmat.load(tmp_path / "q.npz")
+    assert type(H2) is hmat.QuantizedHMatrix and H2.precision == precision
+    assert H2.dtype == H.dtype and H2.nbytes == H.nbytes and H2.shape == H.shape
+    for k, v in H.store._asdict().items():
+        got = getattr(H2.store, k)
+        assert got.dtype == v.dtype and np.array_equal(got.view(np.uint8), v.view(np.uint8)), k
+    assert np.array_equal(H2.to_dense(), H.to_dense())
+    x = rng.standard_normal(40).astype(np.float32)
+    np.testing.assert_array_equal(H2 @ x, H @ x)
+    assert H2.info["rel_error_fro"] == H.info["rel_error_fro"]
+
+
+def test_float_precisions_roundtrip_and_version_1_still_loads(tmp_path):
+    a = np.random.default_rng(6).standard_normal((30, 30))
+    for precision in ("float32", "float64"):
+        H = hmat.compress(a, rank=3, precision=precision, leaf_size=8)
+        H.save(tmp_path / "h.npz")
+        H2 = hmat.load(tmp_path / "h.npz")
+        assert H2.dtype == np.dtype(precision) and np.array_equal(H2.to_dense(), H.to_dense())
+    with np.load(tmp_path / "h.npz") as f:  # a plain H-matrix still writes version 1
+        assert json.loads(f["meta"].tobytes().decode())["version"] == 1
+
+
+def test_load_rejects_corrupt_quantized_files(tmp_path):
+    a = np.random.default_rng(7).standard_normal((30, 30))
+    hmat.compress(a, rank=3, precision="int8", leaf_size=8).save(tmp_path / "q.npz")
+    with np.load(tmp_path / "q.npz") as f:
+        arrays = dict(f.items())
+    bad = {**arrays, "q_i8": arrays["q_i8"][:-1]}  # a row reaches past its buffer
+    np.savez(tmp_path / "b1.npz", **bad)
+    with pytest.raises(ValueError, match="corrupt"):
+        hmat.load(tmp_path / "b1.npz")
+    bad = {**arrays, "q_i8": arrays["q_i8"].astype(np.int16)}
+    np.savez(tmp_path / "b2.npz", **bad)
+    with pytest.raises(ValueError, match="q?i8|corrupt"):
+        hmat.load(tmp_path / "b2.npz")
+    np.savez(tmp_path / "b3.npz", **{k: v for k, v in arrays.items() if k != "q_lr_col"})
+    with pytest.raises(ValueError, match="lacks arrays"):
+        hmat.load(tmp_path / "b3.npz")
