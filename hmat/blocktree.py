@@ -31,7 +31,7 @@ from ._layout import descriptor_nbytes
 from .cluster import ClusterTree
 from .compressors import Accuracy, EntryBlock, LowRank, frobenius_tail
 from .hmatrix import HMatrix
-from .precision import choose_dense, choose_lowrank, fixed_dense, fixed_lowrank, pack_leaves
+from .precision import pack_leaves, quantize_block, share2
 from .qhmatrix import QuantizedHMatrix
 
 __all__ = ["Blocks", "Node", "lowrank_cap", "choose", "build_fixed", "build_adaptive",
@@ -356,46 +356,25 @@ def to_quantized(root: Node, src: Blocks, shape, precision: str, tol: float | No
     """The leaves in low precision, and ``||A - H||_F^2`` of what is stored (nan for an entry
     function). ``precision="adaptive"``: per leaf, the cheaper of a low-rank storage (from the
     block's SVD, a storage per column, dropping included) and a dense one (a storage per row),
-    each within the leaf's share ``tol ||A_b||_F`` with the rounding of ``dtype`` (the type of
-    ``to_dense``) on top; otherwise every column/row of every leaf in ``precision``."""
+    each within the leaf's share ``tol ||A_b||_F`` less room for rounding to ``dtype`` (the
+    type of ``to_dense``); otherwise every column/row of every leaf in ``precision``."""
     rows, cols = src.rows, src.cols
-    # room for rounding the represented matrix once to float32:
-    # ||A_b - fl(H_b)|| <= ||A_b - H_b|| + u (1 + tol) ||A_b||
-    u = 2.0 ** -24 if np.dtype(dtype) == np.float32 else 0.0
     leaves, total = [], 0.0
     for leaf in root.leaves():
         r0, c0 = int(rows.start[leaf.s]), int(cols.start[leaf.t])
-        if precision != "adaptive":
-            if leaf.kind == "lowrank":
-                q = fixed_lowrank(leaf.lowrank.u, leaf.lowrank.vt, r0, c0, precision)
-            else:
-                q = fixed_dense(leaf.dense, r0, c0, precision)
-            e2 = math.nan if src.a is None else _stored_err2(src.block(leaf.s, leaf.t), q)
-        else:
-            block = src.block(leaf.s, leaf.t)
-            share2 = (max(tol - u * (1.0 + tol), 0.0) ** 2) * src.norm2(leaf.s, leaf.t)
-            q = choose_dense(block, r0, c0, share2, allow_f64=u == 0.0)
-            lr = choose_lowrank(block, r0, c0, share2, cap_bytes=q.nbytes(),
-                                allow_f64=u == 0.0)
-            q = lr if lr is not None else q
-            e2 = q.err2
-            if not e2 <= share2:
-                raise ValueError(f"precision='adaptive': no storage meets tol={tol} "
-                                 f"in {np.dtype(dtype).name} (use a larger tol)")
+        block = None if src.a is None else src.block(leaf.s, leaf.t)
+        budget2 = None if precision != "adaptive" else share2(tol, src.norm2(leaf.s, leaf.t),
+                                                               dtype)
+        q = quantize_block(r0, c0, precision, block=block, budget2=budget2,
+                           allow_f64=np.dtype(dtype) == np.float64,
+                           factors=(leaf.lowrank.u, leaf.lowrank.vt)
+                           if leaf.kind == "lowrank" else None,
+                           dense=leaf.dense)
         leaves.append(q)
-        total += e2
+        total += q.err2
     H = QuantizedHMatrix(shape, pack_leaves(leaves), dtype,
                          row_perm=None if rows.is_identity else rows.perm.copy(),
                          col_perm=None if cols.is_identity else cols.perm.copy(),
                          precision=precision)
     return H, total
 
-
-def _stored_err2(block, q) -> float:
-    b = np.asarray(block, dtype=np.float64)
-    if q.kind == "lowrank":
-        u, vt = q.decoded()
-        b = b - u @ vt
-    else:
-        b = b - q.decoded()
-    return float(np.sum(b * b))

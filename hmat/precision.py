@@ -24,7 +24,7 @@ import numpy as np
 
 __all__ = ["STORAGES", "PRECISIONS", "Quantized", "quantize", "dequantize", "check_precision",
            "QStore", "QLeaf", "choose_lowrank", "choose_dense", "fixed_lowrank", "fixed_dense",
-           "pack_leaves"]
+           "quantize_block", "share2", "pack_leaves"]
 
 #: storage types, cheapest first; the code is the index used in the packed tables (0 = dropped)
 STORAGES = ("int8", "bfloat16", "float16", "float32", "float64")
@@ -234,10 +234,13 @@ def _greedy(err2: np.ndarray, nbytes: np.ndarray, target: float) -> np.ndarray:
             steps.append((best_slope, i, best, err2[i, cur] - err2[i, best]))
             cur = best
     choice = np.zeros(k, dtype=np.int64)
+    rows = np.arange(k)
     total = float(np.sum(err2[:, 0]))
     for _, i, o, de in sorted(steps, key=lambda s: -s[0]):
-        if total <= target:
-            break
+        if total <= target:  # the running difference may have cancelled: sum again
+            total = float(np.sum(err2[rows, choice]))
+            if total <= target:
+                break
         choice[i] = o
         total -= de
     return choice
@@ -392,6 +395,33 @@ def fixed_dense(d, r0: int, c0: int, storage: str) -> QLeaf:
     _check_range(storage, data)
     codes = np.full(b.shape[0], CODE[storage], dtype=np.int8)
     return _dense_leaf(r0, c0, b, codes, {storage: (data, scale, None)})
+
+
+def share2(tol: float, norm2: float, dtype) -> float:
+    """A block's squared error share ``(tol ||A_b||_F)^2`` less room for rounding the decoded
+    block once to ``dtype`` (float32: ``||A_b - fl(H_b)|| <= ||A_b - H_b|| + u (1 + tol)
+    ||A_b||`` with ``u = 2**-24``), so that the bound also holds for ``to_dense()``."""
+    u = 2.0 ** -24 if np.dtype(dtype) == np.float32 else 0.0
+    return max(tol - u * (1.0 + tol), 0.0) ** 2 * norm2
+
+
+def quantize_block(r0: int, c0: int, precision: str, *, factors=None, dense=None, block=None,
+                   budget2: float | None = None, allow_f64: bool = True) -> QLeaf:
+    """One leaf in ``precision``. "adaptive": the cheaper of :func:`choose_dense` and
+    :func:`choose_lowrank` for ``block`` within ``budget2`` (ValueError if none fits); a
+    storage name: ``factors=(U, Vt)`` or ``dense`` in that storage, with the exact error when
+    ``block`` (the values it approximates) is given."""
+    if precision == "adaptive":
+        q = choose_dense(block, r0, c0, budget2, allow_f64=allow_f64)
+        lr = choose_lowrank(block, r0, c0, budget2, cap_bytes=q.nbytes(), allow_f64=allow_f64)
+        q = lr if lr is not None else q
+        if not q.err2 <= budget2:
+            raise ValueError("precision='adaptive': no storage meets the tolerance "
+                             f"{'in float32' if not allow_f64 else ''} (use a larger tol)")
+        return q
+    q = (fixed_lowrank(*factors, r0, c0, precision) if factors is not None
+         else fixed_dense(dense, r0, c0, precision))
+    return q if block is None else q._replace(err2=_exact_err2(block, q))
 
 
 def _check_range(storage, *datas):

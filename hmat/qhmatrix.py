@@ -13,7 +13,15 @@ from numba import get_num_threads
 
 from . import _qkernels
 from .hmatrix import HMatrix
-from .precision import ITEMSIZE, QStore, _bf16_decode
+from .precision import (
+    ITEMSIZE,
+    QStore,
+    _bf16_decode,
+    check_precision,
+    pack_leaves,
+    quantize_block,
+    share2,
+)
 
 __all__ = ["QuantizedHMatrix"]
 
@@ -56,6 +64,40 @@ class QuantizedHMatrix(HMatrix):
                                        np.zeros(len(q.d_blk), np.int64)]).reshape(-1, 5)
         self._check_store()
         self._tasks = {}
+
+    @classmethod
+    def from_hmatrix(cls, H: HMatrix, precision: str, tol: float | None = None):
+        """``H``'s blocks in ``precision`` ("bfloat16", "float16", "int8", or "adaptive" with
+        ``tol``: per block the cheapest storage within ``tol ||H_b||_F``, so that
+        ``||H - result||_F <= tol ||H||_F``); ``info["rel_error_fro"]`` is relative to ``H``.
+        For example a trained layer's factors stored in low precision at export."""
+        precision = check_precision(precision)
+        if precision in ("float32", "float64"):
+            raise ValueError(f"precision={precision!r} is a plain HMatrix: use "
+                             "HMatrix.from_blocks with dtype=, or compress(..., precision=)")
+        if precision == "adaptive" and (tol is None or not 0 < tol < 1):
+            raise ValueError(f"precision='adaptive' needs tol in (0, 1), got {tol!r}")
+        dtype = np.float64 if precision == "adaptive" and tol < 1e-6 else np.float32
+        leaves, err2, norm2 = [], 0.0, 0.0
+        for b, (r0, _, c0, _, _, _) in enumerate(H.lr_desc):
+            u, vt = (f.astype(np.float64) for f in H.lowrank_factors(b))
+            block = u @ vt
+            nb2 = float(np.sum(block * block))
+            leaves.append(quantize_block(int(r0), int(c0), precision, factors=(u, vt),
+                                         block=block, budget2=None if tol is None else
+                                         share2(tol, nb2, dtype), allow_f64=dtype == np.float64))
+            err2, norm2 = err2 + leaves[-1].err2, norm2 + nb2
+        for b, (r0, _, c0, _, _) in enumerate(H.d_desc):
+            block = H.dense_block(b).astype(np.float64)
+            nb2 = float(np.sum(block * block))
+            leaves.append(quantize_block(int(r0), int(c0), precision, dense=block, block=block,
+                                         budget2=None if tol is None else
+                                         share2(tol, nb2, dtype), allow_f64=dtype == np.float64))
+            err2, norm2 = err2 + leaves[-1].err2, norm2 + nb2
+        info = dict(H.info, precision=precision, tol_precision=tol,
+                    rel_error_fro=float(np.sqrt(err2 / norm2)) if norm2 else 0.0,
+                    source="QuantizedHMatrix.from_hmatrix")
+        return cls(H.shape, pack_leaves(leaves), dtype, H.row_perm, H.col_perm, info, precision)
 
     def _check_store(self):
         """Blocks tile the matrix, offsets lie in their buffers (guards load())."""

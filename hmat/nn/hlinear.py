@@ -13,6 +13,11 @@ Two ways to run it:
 
 Row/column permutations of the H-matrix are folded into the gather/scatter indices, so the layer
 works in the original neuron order like the ``nn.Linear`` it replaces.
+
+Storage precision (``precision=``, or an H-matrix built with ``compress(..., precision=...)``):
+inference runs the quantized H-matrix (:class:`hmat.QuantizedHMatrix`); the parameters are the
+decoded factors in float32, so training is unchanged, and once they change the precision is
+applied again at export (``to_hmatrix``, and the inference path).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import hmat
-from hmat import HMatrix
+from hmat import HMatrix, QuantizedHMatrix
 
 __all__ = ["HLinear", "replace_linear"]
 
@@ -52,12 +57,28 @@ class HLinear(nn.Module):
         input (cost ~ batch x stored entries); "assemble" forms the dense weight from the factors
         (cost ~ sum of m n k over blocks, independent of the batch) and runs one GEMM; "auto"
         picks the cheaper by a flop count. Both are the same function with the same parameters.
+    precision : None, "bfloat16", "float16", "int8" or "adaptive"
+        Store ``H`` in this precision for inference (:meth:`QuantizedHMatrix.from_hmatrix`;
+        "adaptive" with ``tol``: each block within ``tol`` of its own norm). None keeps ``H``
+        as it is (already quantized or not).
+    tol : float, optional
+        The rounding budget of ``precision="adaptive"``; for an ``H`` built adaptive, also
+        the budget used when trained factors are stored again (default ``H.info["tol"]``).
     """
 
-    def __init__(self, H: HMatrix, bias=None, *, forward_mode: str = "auto"):
+    def __init__(self, H: HMatrix, bias=None, *, forward_mode: str = "auto",
+                 precision: str | None = None, tol: float | None = None):
         super().__init__()
         if not isinstance(H, HMatrix):
             raise TypeError(f"H must be an hmat.HMatrix, got {type(H).__name__}")
+        if precision is not None:
+            if isinstance(H, QuantizedHMatrix):
+                raise ValueError(f"precision={precision!r}: H is already stored in "
+                                 f"{H.precision!r}; give a float H-matrix or precision=None")
+            H = QuantizedHMatrix.from_hmatrix(H, precision, tol)
+        self._precision = None
+        if isinstance(H, QuantizedHMatrix):
+            self._precision = (H.precision, tol if tol is not None else H.info.get("tol"))
         if H.dtype not in (np.float32, np.float64):
             raise TypeError(f"H must be float32 or float64, got {H.dtype}")
         if forward_mode not in _MODES:
@@ -147,6 +168,9 @@ class HLinear(nn.Module):
         self._flops_factored = int(H.n_entries)
         self._flops_assemble = int(sum(g["m"] * g["n"] * g["kmax"] * len(g["ids"])
                                        for g in self._lr_groups))
+        self._stored = None  # the quantized H-matrix while the parameters are unchanged
+        if self._precision is not None:
+            self._stored = (self._key(self._plist()), H)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -262,10 +286,19 @@ class HLinear(nn.Module):
                *self.D._parameters.values()]
         return out if self.bias is None else [*out, self.bias]
 
+    @staticmethod
+    def _key(plist) -> tuple:
+        return tuple((id(p), p._version, p.data_ptr(), p.dtype) for p in plist)
+
+    @property
+    def precision(self) -> str | None:
+        """The storage precision of the inference H-matrix (None: float factors)."""
+        return None if self._precision is None else self._precision[0]
+
     def hmatrix(self, plist=None) -> HMatrix:
         """The current H-matrix (cached; rebuilt only when a parameter has changed)."""
         plist = self._plist() if plist is None else plist
-        key = tuple((id(p), p._version, p.data_ptr(), p.dtype) for p in plist)
+        key = self._key(plist)
         if self._cache_key != key:
             self._cache_h = self.to_hmatrix()
             self._cache_key = key
@@ -305,7 +338,11 @@ class HLinear(nn.Module):
 
     # ------------------------------------------------------------------ back to an HMatrix
     def to_hmatrix(self) -> HMatrix:
-        """Pack the current (e.g. trained) factors into an :class:`hmat.HMatrix`."""
+        """Pack the current (e.g. trained) factors into an :class:`hmat.HMatrix`, stored in the
+        layer's precision if it has one (the original quantized H-matrix while the factors are
+        unchanged)."""
+        if self._stored is not None and self._stored[0] == self._key(self._plist()):
+            return self._stored[1]
         lowrank, dense = [], []
         with torch.no_grad():
             for gi, g in enumerate(self._lr_groups):
@@ -324,9 +361,12 @@ class HLinear(nn.Module):
                     dense.append((r0, c0, d[i]))
         info = dict(self._info)
         info["from"] = "HLinear.to_hmatrix"
-        return HMatrix.from_blocks((self.out_features, self.in_features), lowrank, dense,
-                                   row_perm=self._row_perm, col_perm=self._col_perm, info=info,
-                                   dtype=self._dtype())
+        H = HMatrix.from_blocks((self.out_features, self.in_features), lowrank, dense,
+                                row_perm=self._row_perm, col_perm=self._col_perm, info=info,
+                                dtype=self._dtype())
+        if self._precision is None:
+            return H
+        return QuantizedHMatrix.from_hmatrix(H, *self._precision)
 
 
 def replace_linear(model: nn.Module, predicate: Callable[[str, nn.Linear], bool] | None = None,

@@ -133,3 +133,24 @@ def test_bad_precision_arguments_name_the_argument():
                       precision="adaptive")
     with pytest.raises(ValueError, match="float16's range"):
         hmat.compress(a * 1e6, rank=2, precision="float16", leaf_size=8)
+
+
+@pytest.mark.parametrize("tol", [3e-2, 1e-3])
+def test_from_hmatrix_adaptive_within_tol_of_H(tol):
+    H = hmat.compress(_decaying(7), tol=1e-4, leaf_size=10)
+    Q = hmat.QuantizedHMatrix.from_hmatrix(H, "adaptive", tol)
+    D = H.to_dense()
+    err = np.linalg.norm(D - Q.to_dense(np.float64)) / np.linalg.norm(D)
+    assert err <= tol and Q.info["rel_error_fro"] == pytest.approx(err, rel=1e-6)
+    assert Q.nbytes < H.nbytes / 2
+    with pytest.raises(ValueError, match="needs tol"):
+        hmat.QuantizedHMatrix.from_hmatrix(H, "adaptive")
+    with pytest.raises(ValueError, match="plain HMatrix"):
+        hmat.QuantizedHMatrix.from_hmatrix(H, "float32")
+
+
+def test_tiny_tol_keeps_float64_and_the_bound():
+    a = _smooth(48)
+    H = hmat.compress(a, tol=1e-9, precision="adaptive", leaf_size=8)
+    assert H.dtype == np.float64
+    assert np.linalg.norm(a - H.to_dense()) <= 1e-9 * np.linalg.norm(a)

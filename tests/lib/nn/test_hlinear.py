@@ -224,3 +224,58 @@ def test_bad_input(make_linear):
         HLinear(h.to_hmatrix(), torch.zeros(3))
     with pytest.raises(ValueError, match="not nn.Linear"):
         replace_linear(nn.Sequential(nn.Linear(2, 2)), names=["5"], rank=1)
+
+
+@pytest.mark.parametrize("kw", [dict(tol=0.02, precision="adaptive", leaf_size=8),
+                                dict(rank=3, precision="int8", leaf_size=8),
+                                dict(tol=0.02, adaptive=True, precision="float16", leaf_size=8)],
+                         ids=["adaptive", "int8", "float16"])
+def test_quantized_inference_runs_the_stored_matrix(kw, make_linear):
+    lin = make_linear(dtype=torch.float32)
+    h = HLinear.from_linear(lin, **kw)
+    H = h.to_hmatrix()
+    assert isinstance(H, hmat.QuantizedHMatrix) and h.precision == kw["precision"]
+    assert h.nbytes == H.nbytes + 4 * 40 and h.nbytes < h.dense_nbytes
+    W = lin.weight.detach().double().numpy()
+    if kw["precision"] == "adaptive":  # the bound counts the rounding
+        assert np.linalg.norm(W - H.to_dense(np.float64)) <= 0.02 * np.linalg.norm(W)
+    x = torch.randn(7, 30)
+    h.eval()
+    with torch.no_grad():
+        y = h(x)
+    ref = torch.from_numpy(H.to_dense(np.float64)).float() @ x.T + lin.bias[:, None]
+    torch.testing.assert_close(y, ref.T.detach(), atol=1e-5, rtol=1e-5)
+    # the differentiable forward uses the decoded factors: the same function
+    h.train()
+    torch.testing.assert_close(h(x), y, atol=1e-5, rtol=1e-5)
+
+
+def test_trained_factors_are_stored_again_in_the_precision(make_linear):
+    lin = make_linear(dtype=torch.float32)
+    h = HLinear.from_linear(lin, tol=0.05, precision="adaptive", leaf_size=8)
+    H0 = h.to_hmatrix()
+    assert h.to_hmatrix() is H0  # unchanged factors: the stored matrix itself
+    opt = torch.optim.SGD(h.parameters(), lr=1e-2)
+    x = torch.randn(16, 30)
+    h(x).pow(2).sum().backward()
+    opt.step()
+    H1 = h.to_hmatrix()
+    assert isinstance(H1, hmat.QuantizedHMatrix) and H1 is not H0
+    # the export applies the precision to the trained factors within tol (rounding only)
+    h._precision = None
+    F = h.to_hmatrix().to_dense().astype(np.float64)
+    assert np.linalg.norm(F - H1.to_dense(np.float64)) <= 0.05 * np.linalg.norm(F)
+    assert np.linalg.norm(F - H0.to_dense(np.float64)) > 0  # training changed something
+
+
+def test_hlinear_precision_arguments(make_linear):
+    lin = make_linear(dtype=torch.float32)
+    H = hmat.compress(lin.weight.detach().numpy(), rank=3, leaf_size=8)
+    h = HLinear(H, lin.bias, precision="bfloat16")
+    assert h.precision == "bfloat16" and h.nbytes < HLinear(H, lin.bias).nbytes
+    with pytest.raises(ValueError, match="precision must be one of"):
+        HLinear(H, precision="int4")
+    with pytest.raises(ValueError, match="needs tol"):
+        HLinear(H, precision="adaptive")
+    with pytest.raises(ValueError, match="already stored"):
+        HLinear(h.to_hmatrix(), precision="int8")
