@@ -110,7 +110,8 @@ def use() -> None:
 
 
 def figsize(ncols: int = 1, nrows: int = 1, aspect: float = 0.5) -> tuple[float, float]:
-    """Figure size (inches) for ``ncols`` x ``nrows`` panels over the content width.
+    """Figure size (inches) for ``ncols`` x ``nrows`` panels over the content width; each panel's
+    height is ``aspect`` times its width (at least 1.8 in).
 
     More than two panels in a row make each panel too small to read: use two rows instead.
     """
@@ -119,8 +120,7 @@ def figsize(ncols: int = 1, nrows: int = 1, aspect: float = 0.5) -> tuple[float,
     if aspect <= 0:
         raise ValueError(f"aspect must be > 0, got {aspect}")
     panel_w = CONTENT_WIDTH_IN / ncols
-    return (CONTENT_WIDTH_IN, round(nrows * max(panel_w * aspect * (2 if ncols == 1 else 1),
-                                                   1.8), 2))
+    return (CONTENT_WIDTH_IN, round(nrows * max(panel_w * aspect, 1.8), 2))
 
 
 def method_style(name: str, **override) -> dict:
