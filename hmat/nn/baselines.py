@@ -11,6 +11,9 @@ the bias, in the layer's dtype):
 * ``"hmatrix_rank"``: the classic fixed-rank H-matrix (strong admissibility, ``eta`` 1, as in the
   thesis); with a budget the largest rank that fits;
 * ``"svd"``: global truncated SVD ``W ~ A B`` (A: m x k, B: k x n), ``k (m + n) * itemsize``;
+* ``"svd_int8"``: the same factors stored in int8 by :func:`hmat.precision.quantize` (a float32
+  scale per column of ``A`` and per row of ``B``): ``k (m + n) + 8 k`` bytes; low rank and low
+  precision without the hierarchy;
 * ``"prune"``: magnitude pruning with ``torch.nn.utils.prune.l1_unstructured``, stored as CSR:
   ``nnz * (itemsize + 4)`` (values, int32 column indices) ``+ (m + 1) * 4`` (int32 row pointers);
 * ``"int8"`` / ``"quant"``: symmetric per-output-channel quantization to ``bits`` bits (8 for
@@ -35,18 +38,19 @@ from torch import nn
 from torch.nn.utils import prune
 
 import hmat
+from hmat import precision as _precision
 from hmat.blocktree import Blocks, SpectralPlan
 from hmat.cluster import resolve_cluster
 from hmat.compressors import Accuracy, TruncatedSVD
 
 from .hlinear import HLinear, replace_linear
 
-__all__ = ["METHODS", "LowRankLinear", "QuantLinear", "compress_layer", "layer_nbytes",
-           "layer_n_params", "effective_weight", "compress_network", "dynamic_int8",
+__all__ = ["METHODS", "LowRankLinear", "LowRankInt8Linear", "QuantLinear", "compress_layer",
+           "layer_nbytes", "layer_n_params", "effective_weight", "compress_network", "dynamic_int8",
            "csr_nbytes", "dense_layer_nbytes", "densify", "model_nbytes", "model_n_params",
            "deepcopy_model"]
 
-METHODS = ("hmatrix", "hmatrix_rank", "svd", "prune", "int8", "quant")
+METHODS = ("hmatrix", "hmatrix_rank", "svd", "svd_int8", "prune", "int8", "quant")
 _INDEX_BYTES = 4  # int32 indices for CSR
 
 
@@ -105,6 +109,34 @@ class LowRankLinear(nn.Module):
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}"
+
+
+class LowRankInt8Linear(LowRankLinear):
+    """The global truncated SVD with int8 factors: ``A`` (m x k) with a float32 scale per column,
+    ``B`` (k x n) with one per row (the singular values split evenly, so each rank-one term's
+    size lives in its two scales). The parameters hold the decoded int8 values, so products,
+    gradients and the NTK see exactly what is stored; training moves them off the int8 grid
+    (quantize again to store a trained layer)."""
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, rank: int) -> LowRankInt8Linear:
+        lr = LowRankLinear.from_linear(linear, rank)
+        qa = _precision.quantize(lr.A.detach().double(), "int8", per="column")
+        qb = _precision.quantize(lr.B.detach().double(), "int8", per="row")
+        dt = lr.A.dtype
+        mod = cls(torch.from_numpy(qa.dequantize(np.float64)).to(dt),
+                  torch.from_numpy(qb.dequantize(np.float64)).to(dt), linear.bias)
+        return mod
+
+    @staticmethod
+    def stored_nbytes(m: int, n: int, rank: int) -> int:
+        """Bytes of the int8 factors: ``rank (m + n)`` codes and ``2 rank`` float32 scales."""
+        return rank * (m + n) + 8 * rank
+
+    @property
+    def nbytes(self) -> int:
+        return self.stored_nbytes(self.out_features, self.in_features, self.rank) \
+            + _bias_nbytes(self)
 
 
 def _fake_quant(w, scale, qmax):
@@ -171,7 +203,7 @@ def _is_pruned(layer) -> bool:
 
 def layer_nbytes(layer: nn.Module) -> int:
     """The common memory measure (bytes that would be stored) of a dense or compressed layer."""
-    if isinstance(layer, (HLinear, LowRankLinear, QuantLinear)):
+    if isinstance(layer, (HLinear, LowRankLinear, QuantLinear)):  # LowRankInt8Linear too
         return int(layer.nbytes)
     if _is_pruned(layer):
         w = layer.weight_orig
@@ -319,6 +351,19 @@ def compress_layer(linear: nn.Linear, method: str, budget: int | None = None, **
             k = opts["rank"]
         k = int(min(k, min(m, n)))
         mod = LowRankLinear.from_linear(linear, k)
+        info["rank"] = k
+    elif method == "svd_int8":
+        if budget is not None:
+            k = (budget - bias_b) // LowRankInt8Linear.stored_nbytes(m, n, 1)
+            if k < 1:
+                raise ValueError(f"budget {budget} B is below rank 1 "
+                                 f"({LowRankInt8Linear.stored_nbytes(m, n, 1) + bias_b} B)")
+        else:
+            if "rank" not in opts:
+                raise ValueError("svd_int8 without a budget needs rank=")
+            k = opts["rank"]
+        k = int(min(k, min(m, n)))
+        mod = LowRankInt8Linear.from_linear(linear, k)
         info["rank"] = k
     elif method == "prune":
         if budget is not None:

@@ -1,5 +1,6 @@
 """hmat.nn.baselines: the compression baselines at one memory measure (H-matrix to a byte
-budget, global truncated SVD, magnitude pruning, quantization), compress_network, densify."""
+budget, global truncated SVD, SVD with int8 factors, magnitude pruning, quantization),
+compress_network, densify."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from torch import nn
 import hmat
 from hmat.nn import (
     HLinear,
+    LowRankInt8Linear,
     LowRankLinear,
     QuantLinear,
     compress_layer,
@@ -166,3 +168,47 @@ def test_bad_input(make_linear):
         compress_network(nn.Sequential(nn.Linear(2, 2)), "svd", 1.5)
     with pytest.raises(ValueError, match="bits"):
         QuantLinear(torch.randn(2, 2), bits=9)
+
+
+@pytest.mark.parametrize("fraction", [0.5, 0.2, 0.08])
+def test_svd_int8_hits_budget_and_stores_int8(fraction, make_linear):
+    """SVD + int8: the largest rank whose int8 factors (codes + float32 scales) and bias fit,
+    the factors exactly what hmat.precision.quantize stores, the error that of those values."""
+    from hmat import precision
+
+    lin = make_linear(64, 48, dtype=torch.float32)
+    m, n = 64, 48
+    budget = int(fraction * dense_layer_nbytes(lin))
+    mod, info = compress_layer(lin, "svd_int8", budget)
+    k = info["rank"]
+    assert isinstance(mod, LowRankInt8Linear) and mod.rank == k >= 1
+    assert info["nbytes"] == layer_nbytes(mod) == k * (m + n) + 8 * k + 4 * m <= budget
+    assert k == min(m, n) or (k + 1) * (m + n + 8) + 4 * m > budget  # the largest that fits
+    # bytes and values: those of hmat.precision's int8 storage of the SVD factors
+    lr, _ = compress_layer(lin, "svd", None, rank=k)
+    qa = precision.quantize(lr.A.detach().double(), "int8", per="column")
+    qb = precision.quantize(lr.B.detach().double(), "int8", per="row")
+    assert qa.nbytes + qb.nbytes == k * (m + n) + 8 * k
+    np.testing.assert_allclose(mod.A.detach().numpy(), qa.dequantize(np.float64), rtol=1e-6)
+    np.testing.assert_allclose(mod.B.detach().numpy(), qb.dequantize(np.float64), rtol=1e-6)
+    codes = mod.A.detach().double() / torch.from_numpy(qa.scale.astype(np.float64))
+    assert float((codes - codes.round()).abs().max()) < 1e-4  # on the int8 grid
+    # rounding costs little on top of truncation, and never less than the truncation alone
+    _, info_svd = compress_layer(lin, "svd", None, rank=k)
+    assert info_svd["rel_weight_error"] <= info["rel_weight_error"] * (1 + 1e-6)
+    assert info["rel_weight_error"] <= info_svd["rel_weight_error"] + 0.02
+    # it stores a higher rank than the float32 SVD at the same budget
+    _, info32 = compress_layer(lin, "svd", budget)
+    assert k >= min(3 * info32["rank"], min(m, n))
+    # the module works as a layer and through densify
+    x = torch.randn(5, n)
+    np.testing.assert_allclose(mod(x).detach().numpy(),
+                               (x @ mod.dense_weight().T + lin.bias).detach().numpy(), atol=1e-5)
+
+
+def test_svd_int8_bad_input(make_linear):
+    lin = make_linear(dtype=torch.float32)
+    with pytest.raises(ValueError, match="below rank 1"):
+        compress_layer(lin, "svd_int8", 100)
+    with pytest.raises(ValueError, match="needs rank"):
+        compress_layer(lin, "svd_int8")
