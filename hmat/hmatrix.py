@@ -80,6 +80,7 @@ class HMatrix:
                                   self.lr_desc, _kernels.N_TASKS)
         self._work = int(self._pn.panel.size + self._pn.vt.size)  # entries read per vector
         self._cast_cache: dict = {}
+        self._args_cache: dict = {}
 
     @classmethod
     def from_blocks(cls, shape, lowrank=(), dense=(), *, row_perm=None, col_perm=None,
@@ -259,6 +260,20 @@ class HMatrix:
             dtype = np.dtype(np.float64)
         return x, dtype
 
+    def _kernel_args(self, dtype):
+        """The product kernel's arguments that do not depend on ``x``, and the zero of
+        ``dtype``: built once per dtype, so a call packs no tables (the Python side of a tiny
+        product took 3.1 of its 4.9 us)."""
+        args = self._args_cache.get(dtype)
+        if args is None:
+            panel, vt = self._data(dtype)
+            pn, sch = self._pn, self._schedule
+            args = ((panel, pn.pan_off, pn.chunks, pn.run_ptr, pn.runs, vt, pn.vt_off,
+                     self.lr_desc, pn.t_off, sch.task_chunk, sch.task_ptr, sch.task_lr,
+                     sch.shared, self._wmax), dtype.type(0))
+            self._args_cache[dtype] = args
+        return args
+
     def matvec(self, x) -> np.ndarray:
         """``H @ x`` for a vector (n,) or a matrix (n, p); a matrix result is F-ordered (the
         kernels work on ``x.T`` so that every loop is a dot product over contiguous memory)."""
@@ -269,18 +284,16 @@ class HMatrix:
             x, dtype = self._prepare(x, self.shape[1], "x")
         cp, rp = self.col_perm, self.row_perm
         if x.ndim == 1:
-            XT = np.ascontiguousarray(x if cp is None else x[cp], dtype=dtype).reshape(1, -1)
+            XT = (x if cp is None else x[cp]).reshape(1, -1)
+            if XT.dtype != dtype or not XT.flags.c_contiguous:
+                XT = np.ascontiguousarray(XT, dtype=dtype)
         else:
             XT = np.ascontiguousarray(x.T if cp is None else x.T[:, cp], dtype=dtype)
         p = XT.shape[0]
         YT = np.empty((p, self.shape[0]), dtype=dtype)
         if p > 0:
-            panel, vt = self._data(dtype)
-            pn, sch = self._pn, self._schedule
-            _kernels.product(panel, pn.pan_off, pn.chunks, pn.run_ptr, pn.runs, vt, pn.vt_off,
-                             self.lr_desc, pn.t_off, sch.task_chunk, sch.task_ptr,
-                             sch.task_lr, sch.shared, self._wmax, XT, YT, dtype.type(0),
-                             self._work * p >= _kernels.PARALLEL_MIN_WORK)
+            static, zero = self._kernel_args(dtype)
+            _kernels.product(*static, XT, YT, zero, self._work * p >= _kernels.PARALLEL_MIN_WORK)
         if rp is not None:
             out = np.empty_like(YT)
             out[:, rp] = YT
