@@ -64,87 +64,169 @@ def test_pareto_front_and_interpolation():
     assert out[0] == pytest.approx(55) and np.isnan(out[1]) and out[2] == 70
 
 
-def test_verdict_table1():
-    v, text = th.verdict_table1(50.0, 8.0, 10.0, 54.56, 8.56)
-    assert v == "reproduced" and "54.56" in text
-    assert th.verdict_table1(-100.0, 8.0, 10.0, 54.56, 8.56)[0] == "partly reproduced"
-    assert th.verdict_table1(-100.0, 30.0, 40.0, 54.56, 8.56)[0] == "not reproduced"
-    # the loss may match as relative loss only
-    assert th.verdict_table1(50.0, 1.0, 5.0, 54.56, 8.56)[0] == "reproduced"
+R, N, INC, U = "reproduced", "not reproduced", "inconclusive", "not testable here"
 
 
-def test_verdicts_of_the_text_claims():
-    assert th.verdict_abstract_time({"m": {30: 10.0, 50: 6.0}})[0] == "reproduced"
-    assert th.verdict_abstract_time({"m": {30: 10.0, 50: 1.0}})[0] == "partly reproduced"
-    assert th.verdict_abstract_time({})[0] == "not testable here"
-    rows = {"m": {30: (50, 8), 50: (30, 4), 70: (10, 2)}}
-    assert th.verdict_tradeoff(rows)[0] == "reproduced"
-    rows = {"m": {30: (50, 8), 50: (60, 4), 70: (10, 2)}}
-    assert th.verdict_tradeoff(rows)[0] == "partly reproduced"
-    assert th.verdict_model_dependent({"m": (1, 2)})[0] == "not testable here"
-    assert th.verdict_model_dependent({"a": (50, 2), "b": (30, 2)})[0] == "reproduced"
-    assert th.verdict_fig2_order({"svd": 1.0, "rrqr": 1.02, "aca": 1.5})[0] == "reproduced"
-    assert th.verdict_fig2_order({"svd": 2.0, "rrqr": 1.0, "aca": 1.5})[0] == "partly reproduced"
-    v, text = th.verdict_fig2_order({"svd": 1.0, "rrqr": 1.01, "aca": 0.99})
-    assert v == "partly reproduced" and "tied" in text  # a tie is no order
+def test_verdict_table1_each_outcome():
+    cid = "T1-mobilenet_v2-r30"  # bands from claims.yml: time [39.56, 69.56] %, loss [4.28, 17.12]
+    v = th.verdict_table1(cid, (50.0, 45.0, 55.0), (8.0, 7.0, 9.0))
+    assert v[0] == R and "54.56" in v[1] and v.interval == (45.0, 55.0)
+    assert th.verdict_table1(cid, (50.0, 45.0, 55.0), (8.0, 3.0, 9.0))[0] == INC  # loss straddles
+    assert th.verdict_table1(cid, (50.0, 35.0, 55.0), (8.0, 7.0, 9.0))[0] == INC  # time straddles
+    assert th.verdict_table1(cid, (-44.0, -46.0, -42.0), (8.0, 7.0, 9.0))[0] == N
+    assert th.verdict_table1(cid, (50.0, 45.0, 55.0), (1.0, 0.5, 1.5))[0] == N
+    # a slowdown never reproduces a time saving, whatever the band's lower edge
+    assert th.verdict_table1("T1-resnet-r70", -11.0, 3.85)[0] == N
+
+
+def test_verdict_abstract_time_each_outcome():
+    assert th.verdict_abstract_time({"m": {30: (10.0, 8, 12), 50: 6.0}})[0] == R
+    assert th.verdict_abstract_time({"m": {30: 10.0, 50: (1.0, 0.0, 2.0)}})[0] == N
+    assert th.verdict_abstract_time({"m": {30: 10.0, 50: (6.0, 4.0, 8.0)}})[0] == INC
+    assert th.verdict_abstract_time({})[0] == U
+
+
+def test_verdict_tradeoff_each_outcome():
+    assert th.verdict_tradeoff({"m": {30: (50, 8), 50: (30, 4), 70: (10, 2)}})[0] == R
+    assert th.verdict_tradeoff({"m": {30: (50, 8), 50: (60, 4), 70: (10, 2)}})[0] == N
+    overlap = {"m": {30: ((50, 40, 60), 8), 50: ((45, 35, 55), 4), 70: (10, 2)}}
+    assert th.verdict_tradeoff(overlap)[0] == INC
+    assert th.verdict_tradeoff({})[0] == U
+
+
+def test_verdict_model_dependent_each_outcome():
+    assert th.verdict_model_dependent({"m": (1, 2)})[0] == U
+    assert th.verdict_model_dependent({"a": (50, 2), "b": (30, 2)})[0] == R
+    assert th.verdict_model_dependent({"a": (50, 2), "b": (48, 3)})[0] == N
+
+
+def test_verdict_fig2_order_each_outcome():
+    assert th.verdict_fig2_order({"svd": 1.0, "rrqr": 1.1, "aca": 1.5})[0] == R
+    assert th.verdict_fig2_order({"svd": 2.0, "rrqr": 1.0, "aca": 1.5})[0] == N
+    v = th.verdict_fig2_order({"svd": 1.0, "rrqr": 1.01, "aca": 0.99}, same_storage=True)
+    assert v[0] == INC and "ties" in v[1]  # a tie is no order
+    assert v.qualifiers and v.qualifiers[0].startswith("by construction")
+
+
+def test_verdict_fig2_close_each_outcome():
     ranks = [5, 10, 20, 30, 50]
     t = {"svd": [1, 1, 1, 1, 1], "rrqr": [1.01, 1, 1, 1.2, 1.3], "aca": [1, 1, 1, 1.5, 1.6]}
-    assert th.verdict_fig2_close(ranks, t)[0] == "reproduced"
+    assert th.verdict_fig2_close(ranks, t)[0] == R
     flat = {"svd": [1] * 5, "rrqr": [1.04] * 5, "aca": [1.045] * 5}  # close everywhere
-    assert th.verdict_fig2_close(ranks, flat)[0] == "partly reproduced"
-    assert th.verdict_fig2_close([5, 10], {k: v[:2] for k, v in t.items()})[0] == \
-        "not testable here"
-    assert th.verdict_fig2_monotone(ranks, [1, 2, 3, 4, 5])[0] == "reproduced"
-    assert th.verdict_fig2_monotone(ranks, [5, 4, 3, 2, 1])[0] == "not reproduced"
+    assert th.verdict_fig2_close(ranks, flat)[0] == N
+    assert th.verdict_fig2_close([5, 10], {k: v[:2] for k, v in t.items()})[0] == U
 
 
-def test_verdicts_of_storage_and_accuracy():
+def test_verdict_fig2_monotone_each_outcome():
+    ranks = list(range(1, 21))
+    assert th.verdict_fig2_monotone(ranks, ranks)[0] == R
+    assert th.verdict_fig2_monotone(ranks, ranks[::-1])[0] == N
+    noisy = [1, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14, 17, 16, 19, 18, 20]
+    wobbly = [0, 2, 1, 3, 5, 4, 7, 6]  # rho 0.93 over 8 ranks: interval reaches below 0.8
+    assert th.verdict_fig2_monotone(ranks, noisy)[0] in (R, INC)
+    assert th.verdict_fig2_monotone(list(range(8)), wobbly)[0] == INC
+    with pytest.raises(ValueError, match="4 or more"):
+        th.spearman_interval([1, 2, 3], [1, 2, 3])
+
+
+def test_verdicts_of_storage_each_outcome():
     ranks = [10, 50, 70, 100]
-    nb = {"svd": [10, 50, 70, 90], "rrqr": [10, 50, 70, 90], "aca": [10, 60, 97, 99]}
+    nb = {"svd": [10, 50, 70, 90], "rrqr": [10, 50, 70, 90], "aca": [10, 50, 97, 99]}
     ratio = {k: np.asarray(v) / 100 for k, v in nb.items()}
-    assert th.verdict_fig3_smaller(ranks, ratio)[0] == "reproduced"
-    assert th.verdict_fig3_svd_qr_equal(ranks, nb)[0] == "reproduced"
-    assert th.verdict_fig3_aca_least(ranks, nb, 100)[0] == "reproduced"
-    nb["aca"] = [10, 50, 97, 99]  # never less than SVD, but equal is not "least compression"
-    assert th.verdict_fig3_aca_least(ranks, nb, 100)[0] == "reproduced"
-    nb["aca"] = nb["svd"]
-    v, text = th.verdict_fig3_aca_least(ranks, nb, 100)
-    assert v == "not reproduced" and "==" in text
-    assert th.verdict_fig4_order({"svd": 70, "rrqr": 65, "aca": 10})[0] == "reproduced"
-    assert th.verdict_fig4_drop([1, 50, 100], [30, 3, 1])[0] == "reproduced"
+    assert th.verdict_fig3_smaller(ranks, ratio)[0] == R
+    ratio["rrqr"] = np.asarray([0.1, 0.5, 1.0, 1.0])
+    assert th.verdict_fig3_smaller(ranks, ratio)[0] == N
+    assert th.verdict_fig3_svd_qr_equal(ranks, nb)[0] == R
+    assert th.verdict_fig3_svd_qr_equal(ranks, {**nb, "rrqr": [10, 55, 70, 90]})[0] == N
+    tol = {"tol": [0.1, 0.01], "svd": [10, 40], "aca": [15, 60]}
+    assert th.verdict_fig3_aca_least(ranks, nb, 100, tol)[0] == R
+    assert th.verdict_fig3_aca_least(ranks, nb, 100, {**tol, "aca": [10, 60]})[0] == N
+    assert th.verdict_fig3_aca_least(ranks, {**nb, "aca": [10, 50, 70, 90]}, 100, tol)[0] == N
+    assert th.verdict_fig3_aca_least(ranks, nb, 100)[0] == U  # fixed rank only: no test
+    assert th.verdict_fig3_aca_least([10, 50], nb, 100, tol)[0] == U
+
+
+def test_verdicts_of_accuracy_each_outcome():
+    n = 1300
+    assert th.verdict_fig4_order({"svd": 70, "rrqr": 65, "aca": 10}, n)[0] == R
+    assert th.verdict_fig4_order({"svd": 60, "rrqr": 65, "aca": 10}, n)[0] == N
+    assert th.verdict_fig4_order({"svd": 70, "rrqr": 69.5, "aca": 10}, n)[0] == INC
+    assert th.verdict_fig4_drop([1, 50, 100], [30, 3, (1, 0.5, 1.5)])[0] == R
     v, text = th.verdict_fig4_drop([1, 50, 70], [30, 3, 1])
-    assert v == "reproduced" and "highest rank" in text
-    assert th.verdict_qr_close([30, 50, 70], [70, 71, 72], [69, 70, 71])[0] == "reproduced"
-    assert th.verdict_qr_close([30, 50, 70], [70, 71, 72], [72, 70, 71])[0] == \
-        "partly reproduced"
-    assert th.verdict_aca_weak([30, 50, 70], [70, 71, 72], [10, 20, 30])[0] == "reproduced"
-    assert th.verdict_aca_weak([10], [70], [10])[0] == "not testable here"
+    assert v == R and "highest rank" in text
+    assert th.verdict_fig4_drop([1, 50, 100], [5, 3, 1])[0] == N
+    assert th.verdict_fig4_drop([1, 50, 100], [30, 3, (1.5, 0.5, 2.5)])[0] == INC
+    assert th.verdict_qr_close([30, 50, 70], [70, 71, 72], [69, 70, 71])[0] == R
+    assert th.verdict_qr_close([30, 50, 70], [70, 71, 72], [72, 70, 71])[0] == N
+    assert th.verdict_qr_close([30, 50, 70], [70, 71, 72], [69, 70, 71], n_images=n)[0] == INC
+    assert th.verdict_qr_close([10], [70], [69])[0] == U
+    assert th.verdict_aca_weak([30, 50, 70], [70, 71, 72], [10, 20, 30], n)[0] == R
+    assert th.verdict_aca_weak([30, 50, 70], [70, 71, 72], [69, 20, 30], n)[0] == INC  # unpaired
+    paired = {30: (1.0, 0.5, 1.5), 50: (51, 49, 53), 70: (42, 40, 44)}
+    assert th.verdict_aca_weak([30, 50, 70], [70, 71, 72], [69, 20, 30], n, paired)[0] == N
+    paired[30] = (3.5, 2.5, 4.5)
+    assert th.verdict_aca_weak([30, 50, 70], [70, 71, 72], [66.5, 20, 30], n, paired)[0] == INC
+    paired = {30: (1.0, 0.5, 1.5), 50: (1.0, 0.2, 1.8), 70: (2.0, 1.5, 2.5)}
+    v = th.verdict_qr_close([30, 50, 70], [70, 71, 72], [69, 70, 70], n_images=n, gaps=paired)
+    assert v[0] == R
+    assert th.verdict_aca_weak([10], [70], [10])[0] == U
 
 
-def test_verdicts_over_all_variants():
-    rows = [{"variant": "a", "family": "H", "time_saving_pct": 30, "loss_pts": 1.0,
-             "storage_ratio": 0.5, "n_lowrank": 3, "n_dense": 2},
-            {"variant": "b", "family": "H", "time_saving_pct": 50, "loss_pts": 5.0,
-             "storage_ratio": 0.3, "n_lowrank": 3, "n_dense": 2}]
-    assert th.verdict_suitable(rows)[0] == "reproduced"
-    rows[0]["loss_pts"] = 3.0
-    assert th.verdict_suitable(rows)[0] == "partly reproduced"
-    for r in rows:
-        r["time_saving_pct"] = -10
-    assert th.verdict_suitable(rows)[0] == "not reproduced"
-    assert th.verdict_accuracy_decreases(rows, 1300)[0] == "reproduced"
-    # one image better than dense (4 fixed, 3 broken): within the noise
-    rows[0].update(loss_pts=-100 / 1300, fixed=4, broken=3)
-    assert th.verdict_accuracy_decreases(rows, 1300)[0] == "partly reproduced"
-    rows[0].update(loss_pts=-1300 / 1300, fixed=14, broken=1)  # a significant gain
-    v, text = th.verdict_accuracy_decreases(rows, 1300)
-    assert v == "not reproduced" and "significant" in text
+def _row(name, ts, ts_iv, fixed, broken, storage=0.5, blocks=(3, 2)):
+    return {"variant": name, "family": "H", "time_saving_pct": ts, "time_saving_lo_pct": ts_iv[0],
+            "time_saving_hi_pct": ts_iv[1], "loss_pts": 100 * (broken - fixed) / 1300,
+            "fixed": fixed, "broken": broken, "storage_ratio": storage,
+            "n_lowrank": blocks[0], "n_dense": blocks[1]}
+
+
+def test_verdict_suitable_each_outcome():
+    good = _row("a", 30, (25, 35), 5, 10)  # loss 0.38 points
+    bad = _row("b", 50, (45, 55), 0, 200)  # loss 15 points
+    assert th.verdict_suitable([good, bad], 1300)[0] == R
+    assert th.verdict_suitable([_row("c", 10, (5, 15), 5, 10), bad], 1300)[0] == N
+    assert th.verdict_suitable([_row("d", 22, (15, 30), 5, 10), bad], 1300)[0] == INC
+    slow = _row("e", -10, (-12, -8), 5, 10)
+    assert th.verdict_suitable([slow], 1300)[0] == N  # a slowdown never counts
+    assert th.verdict_suitable([], 1300)[0] == U
     # an adaptive build that kept one global block does not count as an H-matrix
-    one = {"variant": "H SVD adaptive tol=0.4", "family": "H adaptive (certified tol)",
-           "time_saving_pct": 40, "loss_pts": 1.0, "storage_ratio": 0.4, "n_lowrank": 1,
-           "n_dense": 0}
-    v, text = th.verdict_suitable(rows + [one])
-    assert v == "not reproduced" and "1 of which would qualify" in text
+    one = _row("H SVD adaptive tol=0.4", 40, (35, 45), 5, 10, blocks=(1, 0))
+    v, text = th.verdict_suitable([slow, one], 1300)
+    assert v == N and "one-block" in text
+
+
+def test_verdict_accuracy_decreases_each_outcome():
+    lossy = [_row("a", 0, (0, 0), 5, 60), _row("b", 0, (0, 0), 2, 80)]
+    assert th.verdict_accuracy_decreases(lossy, 1300)[0] == R
+    noise = lossy + [_row("c", 0, (0, 0), 4, 3)]  # one image better: within the noise
+    assert th.verdict_accuracy_decreases(noise, 1300)[0] == INC
+    gain = lossy + [_row("d", 0, (0, 0), 40, 1)]  # a significant gain
+    assert th.verdict_accuracy_decreases(gain, 1300)[0] == N
+    assert th.verdict_accuracy_decreases([_row("e", 0, (0, 0), 1, 2, storage=1.2)], 1300)[0] == U
+
+
+def test_paired_gap_uses_the_same_images():
+    rng = np.random.default_rng(0)
+    layer = th.Layer("m", "M", None, None, None, np.zeros(1000), None, {})
+    base = rng.random(1000) < 0.7
+    flip = rng.random(1000) < 0.02
+    layer.correct_by_variant = {"a": base, "b": base & ~flip, "c": base}
+    g, lo, hi = th.paired_gap(layer, "a", "b")
+    assert 0 < lo < g < hi < 4  # b loses the flipped images: a small, certain gap
+    assert th.paired_gap(layer, "a", "c") == (0.0, 0.0, 0.0)
+    g2 = th.paired_gap(layer, ["a", "c"], ["b", "b"])
+    assert g2[0] == pytest.approx(g)
+    with pytest.raises(KeyError, match="not scored"):
+        th.paired_gap(layer, "a", "zzz")
+
+
+def test_substitute_names_the_model_and_the_images():
+    class L:
+        model, label, n_images = "mobilenet_v2", "MobileNetV2 (x)", 1300
+
+    q = th.substitute("T-fig4-svd-most-accurate", L(), images_folder="/d/imagenet-val-1300")
+    assert q[0] == "on a substitute: MobileNetV2 (x) for GoogLeNet"
+    assert "1300 of the 50,000" in q[1] and "227x227" in q[1]
+    assert th.substitute("T1-mobilenet_v2-r30", L())[0].startswith("on a substitute: 1300")
 
 
 def test_parse_ranks():
