@@ -111,6 +111,15 @@ def test_verdicts():
     assert v == "reproduced" and "faster from n=1024" in text
     rows[0]["ratio"] = 0.9
     assert bench.verdict_overhead(rows)[0] == "not reproduced"
+    rows[0]["ratio"], rows[1]["ratio"] = 3.0, 1.2  # slower everywhere: no benefit to offset
+    v, text = bench.verdict_overhead(rows)
+    assert v == "not reproduced" and "slower at every size" in text
+
+
+def test_thresholds_agree_with_claims_file():
+    from hmatbook import ledger
+
+    assert bench.NLOGN_MAX_SLOPE == ledger.threshold("T-intro-nlogn", "storage_slope")
 
 
 def test_summarize_pytest_benchmark_json():
