@@ -8,7 +8,8 @@ Two levels:
 * The adaptive choice for one block of an H-matrix (:func:`choose_lowrank`,
   :func:`choose_dense`): each column of a low-rank factor pair (``U[:, i]`` and ``Vt[i]``,
   carrying singular value ``s_i``) or each row of a dense block gets the cheapest storage
-  (dropping it included) such that the block's error, truncation and rounding together,
+  (a column may also be dropped: a lower rank) such that the block's error, truncation and
+  rounding together,
   measured exactly on the decoded values, stays within the block's share of the error budget.
   Small singular values tolerate coarse types, so precision per column is where the bytes go.
 
@@ -214,12 +215,14 @@ def _options(vectors: np.ndarray, per: str):
 
 def _greedy(err2: np.ndarray, nbytes: np.ndarray, target: float) -> np.ndarray:
     """Multiple-choice knapsack by the convex-hull greedy: ``err2[i, o]`` and ``nbytes[i, o]``
-    for item i in option o (option 0 costs nothing); the option per item, cheapest overall
-    found, with ``sum err2 <= target`` (all items at their most accurate option if none is)."""
+    for item i in option o (options by increasing bytes; an infinite error rules an option
+    out); the option per item, cheapest overall found, with ``sum err2 <= target`` (all items
+    at their most accurate option if none is)."""
     k, n_opt = err2.shape
-    steps = []  # (slope, item, option, d_err, d_bytes)
+    start = np.argmax(np.isfinite(err2), axis=1)  # the cheapest allowed option of each item
+    steps = []  # (slope, item, option, d_err)
     for i in range(k):
-        cur = 0
+        cur = int(start[i])
         while True:  # walk the lower convex hull from the cheapest option
             best, best_slope = None, -1.0
             for o in range(n_opt):
@@ -233,9 +236,9 @@ def _greedy(err2: np.ndarray, nbytes: np.ndarray, target: float) -> np.ndarray:
                 break
             steps.append((best_slope, i, best, err2[i, cur] - err2[i, best]))
             cur = best
-    choice = np.zeros(k, dtype=np.int64)
+    choice = start.astype(np.int64)
     rows = np.arange(k)
-    total = float(np.sum(err2[:, 0]))
+    total = float(np.sum(err2[rows, choice]))
     for _, i, o, de in sorted(steps, key=lambda s: -s[0]):
         if total <= target:  # the running difference may have cancelled: sum again
             total = float(np.sum(err2[rows, choice]))
@@ -341,14 +344,15 @@ def choose_lowrank(block, r0: int, c0: int, share2: float, cap_bytes: float | No
 
 def choose_dense(block, r0: int, c0: int, share2: float, allow_f64: bool = True) -> QLeaf:
     """The cheapest row-wise storage of a dense block with exact error at most ``share2``:
-    each row dropped or stored as int8 (one scale per row), bfloat16, float16, float32 or
-    float64 (rows are disjoint, so their squared errors add up exactly)."""
+    each row stored as int8 (one scale per row), bfloat16, float16, float32 or float64 (an
+    all-zero row is not stored; rows are disjoint, so their squared errors add up exactly)."""
     b = np.asarray(block, dtype=np.float64)
     m, n = b.shape
     opts = _options(b, "row")
     err2 = np.empty((m, len(STORAGES) + 1))
     nbytes = np.empty_like(err2)
-    err2[:, 0], nbytes[:, 0] = np.sum(b * b, axis=1), 0.0
+    # a row is stored (in some precision) unless it is zero: dropping rows would be pruning
+    err2[:, 0], nbytes[:, 0] = np.where(np.any(b != 0, axis=1), np.inf, 0.0), 0.0
     for j, st in enumerate(STORAGES, start=1):
         d = b - opts[st][2]
         e = np.sum(d * d, axis=1)
