@@ -24,8 +24,7 @@ import yaml
 from .paths import repo_data
 
 VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not testable here",
-            "not yet tested", "partly reproduced")
-# "partly reproduced" is kept only until every verdict function says what qualifies it instead.
+            "not yet tested")
 QUALIFIERS = ("on a substitute", "by construction", "only after fine-tuning",
               "shown by another method")
 COMPARISONS = (">", ">=", "<", "<=")
@@ -250,24 +249,31 @@ def changed_after_results(c: dict) -> bool:
     return any(h.get("results_known") for h in c.get("history") or [])
 
 
-def glance_markdown(rows: list[dict], profile: str, page_of=None) -> str:
-    """The "Reproduction at a glance" table as MyST markdown: per claim the source's value, ours
-    with its interval, the verdict and its qualifiers, the page that tests it."""
-    def cell(x):
-        return str(x).replace("|", "\\|").replace("\n", " ")
+def glance_html(rows: list[dict], profile: str, link_prefix: str = "notebooks/") -> str:
+    """The "Reproduction at a glance" table as HTML: per claim the source's value, ours with its
+    interval, the verdict and its qualifiers, and a link to the page that tests it."""
+    import html
 
-    out = [f"Profile of this build: **{profile}**"
-           + (" (indicative sizes, not the papers' scale)" if profile == "quick" else ""), "",
-           "| claim | source says | we measured | 95 % interval | verdict | qualifiers | page |",
-           "| --- | --- | --- | --- | --- | --- | --- |"]
+    def esc(x) -> str:
+        return html.escape(str(x))
+
+    note = " (indicative sizes, not the papers' scale)" if profile == "quick" else ""
+    head = ("<tr><th>claim</th><th>the source says</th><th>we measured</th><th>95 % interval"
+            "</th><th>verdict</th><th>qualifiers</th><th>page</th></tr>")
+    body = []
     for r in rows:
         iv = r.get("interval")
         iv = f"[{iv[0]:.3g}, {iv[1]:.3g}]" if iv else ""
         val = "" if r.get("value") is None else f"{r['value']:.3g}"
-        where = r.get("where") or r.get("notebook") or ""
-        page = f"[{where}]({page_of(where)})" if (where and page_of) else cell(where or "none yet")
-        flag = " (criterion changed after results)" if changed_after_results(r) else ""
-        out.append(f"| {cell(r['id'])} | {cell(r.get('source_value') or r['claim'])} | {val} "
-                   f"| {iv} | **{r['verdict']}**{flag} | {cell('; '.join(r['qualifiers']))} "
-                   f"| {page} |")
-    return "\n".join(out)
+        where = r.get("where") or r.get("notebook")
+        page = (f"<a href='{esc(link_prefix + where)}.html'>{esc(where)}</a>" if where
+                else "no page yet")
+        flag = (" <em>(criterion changed after results were known)</em>"
+                if changed_after_results(r) else "")
+        body.append(
+            f"<tr><td>{esc(r['id'])}</td><td>{esc(r.get('source_value') or r['claim'])}</td>"
+            f"<td>{val}</td><td>{iv}</td><td class='verdict'><b>{esc(r['verdict'])}</b>{flag}"
+            f"</td><td>{esc('; '.join(r.get('qualifiers') or []))}</td><td>{page}</td></tr>")
+    return (f"<p>Profile of this build: <b>{esc(profile)}</b>{esc(note)}</p>"
+            f"<table class='hmat-glance'><thead>{head}</thead><tbody>{''.join(body)}"
+            "</tbody></table>")

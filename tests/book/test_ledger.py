@@ -93,7 +93,8 @@ def test_combine_has_no_partly():
     assert ledger.combine("not testable here", "reproduced") == "not testable here"
     assert ledger.combine("not testable here", "not reproduced") == "not reproduced"
     with pytest.raises(ValueError, match="verdict must be one of"):
-        ledger.combine("partly")
+        ledger.combine("partly reproduced")
+    assert "partly reproduced" not in ledger.VERDICTS
 
 
 def test_verdict_unpacks_as_a_pair_and_records_its_extras(tmp_path, monkeypatch):
@@ -119,7 +120,8 @@ def test_thresholds_are_read_from_the_file():
 
 def test_glance_lists_every_claim_with_the_profile(tmp_path):
     rows = ledger.table(tmp_path)
-    md = ledger.glance_markdown(rows, "quick")
-    assert "quick" in md and "indicative" in md
-    assert all(r["id"] in md for r in rows)
-    assert md.count("\n") == len(rows) + 3
+    page = ledger.glance_html(rows, "quick")
+    assert "quick" in page and "indicative" in page
+    assert all(r["id"] in page for r in rows)
+    assert page.count("<tr>") == len(rows) + 1
+    assert "href='notebooks/part1_table1.html'" in page

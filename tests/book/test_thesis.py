@@ -115,6 +115,10 @@ def test_verdict_fig2_close_each_outcome():
     flat = {"svd": [1] * 5, "rrqr": [1.04] * 5, "aca": [1.045] * 5}  # close everywhere
     assert th.verdict_fig2_close(ranks, flat)[0] == N
     assert th.verdict_fig2_close([5, 10], {k: v[:2] for k, v in t.items()})[0] == U
+    wide = {m: [(0.9 * x, 1.1 * x) for x in v] for m, v in t.items()}  # +-10 % noise
+    assert th.verdict_fig2_close(ranks, t, wide)[0] == INC
+    tight = {m: [(0.999 * x, 1.001 * x) for x in v] for m, v in t.items()}
+    assert th.verdict_fig2_close(ranks, t, tight)[0] == R
 
 
 def test_verdict_fig2_monotone_each_outcome():
