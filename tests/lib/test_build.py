@@ -329,3 +329,39 @@ def test_bad_arguments(kwargs, exc, match):
 def test_bad_matrices(a, exc, match):
     with pytest.raises(exc, match=match):
         hmat.compress(a, rank=1)
+
+
+@settings(max_examples=25, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(a=matrices(), method=st.sampled_from(METHODS), leaf=st.integers(1, 9),
+       tol=st.sampled_from([0.3, 1e-2, 1e-4]), adaptive=st.booleans(),
+       cluster=st.sampled_from(["index", "data"]))
+def test_adaptive_precision_bound_includes_rounding(a, method, leaf, tol, adaptive, cluster):
+    """precision='adaptive': ||A - H.to_dense()||_F <= tol ||A||_F with H.to_dense() in its own
+    float32/float64, the rounding of every stored value included."""
+    H = hmat.compress(a, tol=tol, adaptive=adaptive, method=method, leaf_size=leaf,
+                      cluster=cluster, precision="adaptive")
+    a64 = a.astype(np.float64)
+    err = np.linalg.norm(a64 - H.to_dense().astype(np.float64))
+    assert err <= tol * np.linalg.norm(a64)
+    assert H.info["certified_bound"] == tol
+
+
+@settings(max_examples=25, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(a=matrices(), precision=st.sampled_from(["int8", "bfloat16", "float16"]),
+       mode=st.sampled_from(["rank", "tol", "adaptive"]), leaf=st.integers(1, 9),
+       p=st.integers(1, 3), seed=st.integers(0, 1000))
+def test_fixed_precision_products_equal_dense(a, precision, mode, leaf, p, seed):
+    """Every fixed storage precision: products equal to_dense() products (float32 rounding)."""
+    kw = dict(rank=3) if mode == "rank" else dict(tol=1e-2, adaptive=mode == "adaptive")
+    H = hmat.compress(a * (1e-3 if precision == "float16" else 1.0), leaf_size=leaf,
+                      precision=precision, **kw)
+    dense = H.to_dense(np.float64)
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((a.shape[1], p)).astype(np.float32)
+    Y = rng.standard_normal((a.shape[0], p)).astype(np.float32)
+    scale = np.abs(dense).sum() * (1 + np.abs(X).max() + np.abs(Y).max()) + 1e-30
+    assert np.abs(H @ X - dense @ X).max() <= 1e-5 * scale
+    assert np.abs(H @ X[:, 0] - dense @ X[:, 0]).max() <= 1e-5 * scale
+    assert np.abs(H.T @ Y - dense.T @ Y).max() <= 1e-5 * scale
