@@ -167,9 +167,11 @@ def key_outperforms(rows_by_problem: dict, error_key: str = "test_error"):
 
 
 def key_realtime(dense_error: float, dense_time: float, h_rows: list[dict],
-                 equal: float = 1.1):
+                 equal: float | None = None):
     """P-key-realtime: a compressed (H) PINN runs inference faster than dense at equal accuracy
     (unseen error <= ``equal`` x dense). ``h_rows``: dicts with name, error, time."""
+    if equal is None:
+        equal = ledger.threshold("P-key-realtime", "error_ratio")
     acc = [r for r in h_rows if r["error"] <= equal * dense_error]
     if not acc:
         best = min(h_rows, key=lambda r: r["error"]) if h_rows else None
