@@ -46,8 +46,9 @@ IMPLS = ("numpy", "hmat", "torch", "torch_int8")
 #: kind of parameters from book/profiles/*.yml
 BENCH_PROFILES = {
     "quick": {
-        "matrices": ["mobilenet_v2", "kernel_1024"], "ranks": [30], "dtypes": ["float32"],
-        "ps": [1, 64], "impls": list(IMPLS), "build_ranks": [30], "build_tol": 1e-2,
+        "matrices": ["mobilenet_v2", "kernel_1024"], "ranks": [30, 50, 70],
+        "dtypes": ["float32", "float64"], "ps": [1, 8, 64, 256], "impls": list(IMPLS),
+        "build_ranks": [30], "build_tol": 1e-2,
         "stream_bytes": [1 << 21, 1 << 27], "scaling_ns": [256, 1024, 4096],
         "dense_max_n": 4096, "threads": [1, None], "small_ns": [16, 64, 256, 1024],
         "compile_cache": False, "min_time": 0.01, "rounds": 5,

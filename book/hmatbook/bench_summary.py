@@ -14,12 +14,69 @@ def _median(b) -> float:
     return float(b["stats"]["median"])
 
 
+def _cpu(b) -> float | None:
+    """Median CPU seconds per call on one thread (``cpu_median_s``), where recorded."""
+    v = b.get("extra_info", {}).get("cpu_median_s")
+    return None if v is None else float(v)
+
+
 def _key(e: dict) -> tuple:
     """Products are compared within one (matrix, dtype, vectors, threads) group."""
     return e["matrix"], e["dtype"], e["p"], e.get("threads")
 
 
-def summarize(benchmarks: list[dict]) -> dict:
+#: issue 11's goals: one vector within 1.1 x the bytes ratio; 8, 64, 256 vectors within 1.25 x
+#: the flop ratio; the smooth kernel (tol 1e-6, float32) within 1.5 x its bytes ratio; a tiny
+#: product's fixed cost within OVERHEAD_US of numpy's ("a few microseconds")
+VECTOR_FACTOR, BATCH_FACTOR, KERNEL_FACTOR, OVERHEAD_US = 1.1, 1.25, 1.5, 3.0
+
+
+def _goals(rows: list[dict], by_kind: dict) -> list[dict]:
+    """Each goal of issue 11 with the measured ratio, its target and whether it is met."""
+    numpy_flops = {_key(r): r["flops"] for r in rows if r["impl"] == "numpy" and "flops" in r}
+    goals = []
+    for r in rows:
+        if r["impl"] != "hmat" or r.get("ratio") is None:
+            continue
+        if r["p"] == 1:
+            base, factor, what = r["bytes_ratio"], VECTOR_FACTOR, "bytes ratio"
+        elif _key(r) in numpy_flops:
+            base, factor = r["flops"] / numpy_flops[_key(r)], BATCH_FACTOR
+            what = "flop ratio"
+        else:
+            continue
+        ratio = r.get("ratio_cpu", r["ratio"])
+        goals.append({"goal": f"{r['p']} vector(s): ratio <= {factor} x {what}",
+                      "matrix": r["matrix"], "rank": r.get("rank"), "dtype": r["dtype"],
+                      "p": r["p"], "threads": r.get("threads"), "ratio": ratio,
+                      "clock": "cpu" if "ratio_cpu" in r else "wall", "ratio_wall": r["ratio"],
+                      "base": base, "target": factor * base, "met": bool(ratio <= factor * base)})
+    kern = defaultdict(dict)
+    for b in by_kind["goal_kernel"]:
+        kern[b["extra_info"]["threads"]][b["extra_info"]["impl"]] = b
+    for th, pair in sorted(kern.items()):
+        if {"hmat", "numpy"} <= set(pair):
+            h, d = pair["hmat"], pair["numpy"]
+            cpu = _cpu(h) is not None and _cpu(d)
+            ratio = _cpu(h) / _cpu(d) if cpu else _median(h) / _median(d)
+            base = h["extra_info"]["nbytes"] / d["extra_info"]["nbytes"]
+            e = h["extra_info"]
+            goals.append({"goal": f"smooth kernel: ratio <= {KERNEL_FACTOR} x bytes ratio",
+                          "matrix": f"kernel_{e['n']}", "dtype": e["dtype"], "p": 1,
+                          "threads": th, "ratio": ratio, "clock": "cpu" if cpu else "wall",
+                          "ratio_wall": _median(h) / _median(d), "base": base,
+                          "target": KERNEL_FACTOR * base,
+                          "met": bool(ratio <= KERNEL_FACTOR * base)})
+    over = {b["extra_info"]["impl"]: _cpu(b) or _median(b) for b in by_kind["overhead"]}
+    if {"hmat", "numpy"} <= set(over):
+        extra = 1e6 * (over["hmat"] - over["numpy"])
+        goals.append({"goal": f"call overhead: H - numpy <= {OVERHEAD_US} us on a tiny matrix",
+                      "us_hmat": 1e6 * over["hmat"], "us_numpy": 1e6 * over["numpy"],
+                      "extra_us": extra, "target": OVERHEAD_US, "met": bool(extra <= OVERHEAD_US)})
+    return goals
+
+
+def summarize(benchmarks: list[dict], changes: list | None = None) -> dict:
     """Add ``ratio`` / ``gbytes_per_s`` to each product benchmark's ``extra_info`` and return a
     summary: product ratios, the issue's goals, bandwidths, build and scaling results."""
     by_kind = defaultdict(list)
@@ -28,12 +85,13 @@ def summarize(benchmarks: list[dict]) -> dict:
     out = {}
 
     # products: ratio to numpy in the same (matrix, dtype, p) group
-    numpy_t, numpy_bytes = {}, {}
+    numpy_t, numpy_bytes, numpy_cpu = {}, {}, {}
     for b in by_kind["product"]:
         e = b["extra_info"]
         if e["impl"] == "numpy":
             numpy_t[_key(e)] = _median(b)
             numpy_bytes[_key(e)] = e["nbytes"]
+            numpy_cpu[_key(e)] = _cpu(b)
     rows = []
     for b in by_kind["product"]:
         e = b["extra_info"]
@@ -44,6 +102,8 @@ def summarize(benchmarks: list[dict]) -> dict:
         if key in numpy_t:
             e["ratio"] = t / numpy_t[key]
             e["bytes_ratio"] = e["nbytes"] / numpy_bytes[key]
+            if _cpu(b) is not None and numpy_cpu.get(key):
+                e["ratio_cpu"] = _cpu(b) / numpy_cpu[key]
         rows.append(dict(e))
     out["products"] = rows
     goals = []
@@ -55,6 +115,11 @@ def summarize(benchmarks: list[dict]) -> dict:
                           "ratio": r["ratio"], "bytes_ratio": r["bytes_ratio"],
                           "goal": target, "met": bool(r["ratio"] <= target)})
     out["goals_rank30"] = goals
+    out["goals"] = _goals(rows, by_kind)
+    out["phases"] = [{**b["extra_info"], "median_s": _median(b),
+                      "gbytes_per_s": b["extra_info"]["nbytes"] / _median(b) / 1e9,
+                      "gbytes_per_cpu_s": b["extra_info"]["nbytes"] / (_cpu(b) or _median(b)) / 1e9}
+                     for b in by_kind["phase"]]
 
     out["stream"] = [{**b["extra_info"],
                       "gbytes_per_s": b["extra_info"]["bytes"] / _median(b) / 1e9}
@@ -78,4 +143,6 @@ def summarize(benchmarks: list[dict]) -> dict:
     out["small_layers"] = [{**b["extra_info"], "median_s": _median(b)}
                            for b in by_kind["small"]]
     out["machine"] = next((b["extra_info"].get("machine") for b in by_kind["machine"]), None)
+    if changes is not None:  # the committed before/after log of the kernel changes
+        out["changes"] = changes
     return out

@@ -9,11 +9,19 @@ in the same group, the achieved bytes/s, and a summary (goals, roofline, machine
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from hmatbook import bench_summary
 
+#: the before/after of each kernel change (issue 11), measured when it was made; copied into the
+#: JSON so that one file holds today's figures and the history that led to them
+CHANGES = Path(__file__).with_name("changes.json")
+
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_benchmark_update_json(config, benchmarks, output_json):
-    output_json["hmat"] = bench_summary.summarize(output_json["benchmarks"])
+    changes = json.loads(CHANGES.read_text(encoding="utf-8")) if CHANGES.exists() else None
+    output_json["hmat"] = bench_summary.summarize(output_json["benchmarks"], changes=changes)

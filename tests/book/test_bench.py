@@ -145,3 +145,37 @@ def test_summarize_pytest_benchmark_json():
     assert s["gemm"][0]["gflops"] == pytest.approx(10.0)
     assert s["build"][0]["ratio_to_svd"] == pytest.approx(0.5)
     assert s["storage_slope"] == pytest.approx(1.0)
+
+
+def test_summarize_issue11_goals_use_cpu_time_on_one_thread():
+    def b(median, **info):
+        return {"stats": {"median": median}, "extra_info": info}
+
+    common = dict(kind="product", matrix="m", dtype="float32", threads=1)
+    benches = [
+        b(2.0, p=1, impl="numpy", rank=None, nbytes=100, flops=200.0, cpu_median_s=1.0, **common),
+        b(1.0, p=1, impl="hmat", rank=30, nbytes=50, flops=100.0, cpu_median_s=0.6, **common),
+        b(4.0, p=8, impl="numpy", rank=None, nbytes=100, flops=1600.0, **common),
+        b(2.4, p=8, impl="hmat", rank=30, nbytes=50, flops=800.0, **common),
+        b(1.0, kind="goal_kernel", impl="numpy", threads=1, nbytes=1000, n=8, tol=1e-6,
+          dtype="float32", cpu_median_s=1.0),
+        b(0.5, kind="goal_kernel", impl="hmat", threads=1, nbytes=200, n=8, tol=1e-6,
+          dtype="float32", cpu_median_s=0.25),
+        b(1e-6, kind="overhead", impl="numpy", threads=1, cpu_median_s=1e-6),
+        b(5e-6, kind="overhead", impl="hmat", threads=1, cpu_median_s=3e-6),
+        b(1e-4, kind="phase", phase="vt", dtype="float32", nbytes=1e5, threads=1,
+          cpu_median_s=5e-5),
+    ]
+    s = bench_summary.summarize(benches, changes=[{"change": "x"}])
+    g = {(x.get("p"), x["goal"].split(":")[0]): x for x in s["goals"]}
+    one = g[(1, "1 vector(s)")]  # CPU ratio 0.6 against 1.1 x 0.5
+    assert one["clock"] == "cpu" and one["ratio"] == pytest.approx(0.6)
+    assert one["target"] == pytest.approx(0.55) and not one["met"]
+    eight = g[(8, "8 vector(s)")]  # wall ratio 0.6 against 1.25 x the flop ratio 0.5
+    assert eight["clock"] == "wall" and eight["target"] == pytest.approx(0.625) and eight["met"]
+    kern = g[(1, "smooth kernel")]  # 0.25 against 1.5 x 0.2
+    assert kern["ratio"] == pytest.approx(0.25) and kern["met"]
+    over = g[(None, "call overhead")]
+    assert over["extra_us"] == pytest.approx(2.0) and over["met"]
+    assert s["phases"][0]["gbytes_per_cpu_s"] == pytest.approx(1e5 / 5e-5 / 1e9)
+    assert s["changes"] == [{"change": "x"}]

@@ -47,6 +47,30 @@ def test_products_match_dense(dtype, shape, p):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("p", [1, 8, 64, 256])
+def test_classifier_shaped_products_and_transposes(dtype, p):
+    """The issue-11 cases: a 200 x 256 layer (the classifier's aspect, data-driven ordering, so
+    both permutations are set), 1/8/64/256 vectors, ``H @ X``, ``H.T @ Y``, ``X.T @ H.T`` and
+    ``Y.T @ H``, against the dense products; the one-vector path (2-row tiles, rank-30 blocks
+    on 80-column rows in the classifier) and the cached kernel arguments are both used."""
+    A = RNG.standard_normal((200, 256)).astype(dtype)
+    H = hmat.compress(A, rank=12, leaf_size=16, cluster="data")
+    assert H.row_perm is not None and H.col_perm is not None
+    D = H.to_dense()
+    tol = 1e-4 if dtype == np.float32 else 1e-11
+    X = RNG.standard_normal((256, p)).astype(dtype)
+    Y = RNG.standard_normal((200, p)).astype(dtype)
+    for got, ref in ((H @ X, D @ X), (H.T @ Y, D.T @ Y), (X.T @ H.T, X.T @ D.T),
+                     (Y.T @ H, Y.T @ D), (H @ X[:, 0], D @ X[:, 0]),
+                     (H @ np.asfortranarray(X), D @ X), (H @ X[::-1][::-1, :], D @ X)):
+        assert got.dtype == dtype and got.shape == ref.shape
+        scale = max(1.0, float(np.abs(ref).max()))
+        np.testing.assert_allclose(got, ref, rtol=0, atol=tol * scale)
+    x = X[:, 0].copy()
+    assert np.array_equal(H @ x, H @ x)  # the second call reuses the cached arguments
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_permuted_hmatrix(dtype):
     m, n = 173, 211
     rc, cc = RNG.random(m), RNG.random(n)
