@@ -150,7 +150,7 @@ _MATHJAX_PARTS = ("tex-chtml.js", "input", "output", "a11y", "ui", "LICENSE")
 
 
 def _copy_mathjax(session: nox.Session) -> None:
-    """Copy MathJax from the shared environment into the book's _static folder."""
+    """Copy MathJax from the shared environment into the book (_extra/_static/mathjax)."""
     found = subprocess.run(
         [_bin("python"), "-c", "import mathjax, pathlib; "
          "print(pathlib.Path(mathjax.__file__).parent / 'static' / 'mathjax')"],
@@ -159,7 +159,9 @@ def _copy_mathjax(session: nox.Session) -> None:
     if src is None or not (src / "es5" / "tex-chtml.js").exists():
         session.error("MathJax not found in the shared environment (package "
                       "django-static-mathjax, part of hmat[book]); formulas would need a CDN")
-    dest = EXECUTED / "_static" / "mathjax"
+    # not under _static: jupyter-book would load every .js file there on every page
+    shutil.rmtree(EXECUTED / "_static" / "mathjax", ignore_errors=True)
+    dest = EXECUTED / "_extra" / "_static" / "mathjax"
     dest.mkdir(parents=True, exist_ok=True)
     for part in _MATHJAX_PARTS:
         path = src / "es5" / part if part != "LICENSE" else src / part
