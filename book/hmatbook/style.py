@@ -25,28 +25,35 @@ BLACK, ORANGE, SKY, GREEN, YELLOW, BLUE, VERMILLION, PURPLE = (
     "#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7")
 WINE, TEAL, INDIGO, GREY = "#882255", "#44AA99", "#332288", "#777777"
 
-# name -> (label, colour, marker, linestyle); one entry per method, the same on every page.
+# name -> (label, colour, marker, linestyle); one entry per method, the same on every page. The
+# colours follow the book's conventions (the thesis' Fig. 2-4: SVD green dotted, QR orange
+# dashed, ACA blue dash-dotted, dense red), in the colour-blind-safe hues.
 METHODS: dict[str, tuple[str, str, str, str]] = {
     # Part I: the low-rank method of every admissible block
-    "svd": ("SVD", BLUE, "o", ":"),
-    "rrqr": ("QR (rank-revealing)", ORANGE, "s", "--"),
-    "aca": ("ACA", GREEN, "^", "-."),
-    "aca_plain": ("ACA, plain cross", SKY, "v", (0, (5, 1, 1, 1, 1, 1))),
+    "svd": ("SVD", GREEN, "s", ":"),
+    "rrqr": ("QR (rank-revealing)", ORANGE, "^", "--"),
+    "aca": ("ACA", BLUE, "o", "-."),
+    "aca_plain": ("ACA, plain cross", PURPLE, "v", (0, (5, 1, 1, 1, 1, 1))),
     # Part II: compression methods of a network at matched memory
-    "hmatrix": ("H-matrix (adaptive)", VERMILLION, "D", "-"),
-    "hmatrix_rank": ("H-matrix (fixed rank)", PURPLE, "P", "--"),
-    "global_svd": ("SVD (global)", BLUE, "o", ":"),
-    "prune": ("pruning", WINE, "X", "-."),
-    "quant": ("int8 quantization", TEAL, "*", ":"),
+    "hmatrix": ("H-matrix (adaptive)", BLUE, "o", "-"),
+    "hmatrix_rank": ("H-matrix (fixed rank)", ORANGE, "P", "--"),
+    "global_svd": ("SVD (global)", GREEN, "s", ":"),
+    "prune": ("pruning", VERMILLION, "^", "-."),
+    "quant": ("int8 quantization", PURPLE, "D", ":"),
     # Part III: implementations of the product
-    "hmat": ("hmat (H-matrix)", VERMILLION, "D", "-"),
-    "numpy": ("numpy (dense BLAS)", BLACK, "x", "-"),
-    "torch": ("torch (dense)", INDIGO, "h", "--"),
-    "torch_int8": ("torch int8 (dense)", TEAL, "*", ":"),
+    "hmat": ("hmat (H-matrix)", BLUE, "o", "-"),
+    "numpy": ("numpy (dense BLAS)", GREY, "x", "-"),
+    "torch": ("torch (dense)", ORANGE, "h", "--"),
+    "torch_int8": ("torch int8 (dense)", PURPLE, "D", ":"),
     # references
-    "dense": ("dense", BLACK, "x", "-"),
-    "thesis": ("thesis (reference)", GREY, "o", "none"),
+    "dense": ("dense", VERMILLION, "x", "-"),
+    "thesis": ("thesis (reference)", GREY, "s", "none"),
 }
+# matplotlib's "tab:" colour names, as the notebooks write them, mapped to the colour-blind-safe
+# colour of the same hue (see :func:`use`): a caption's "dashed orange" stays true.
+TAB_TO_SAFE = {"tab:blue": BLUE, "tab:orange": ORANGE, "tab:green": GREEN, "tab:red": VERMILLION,
+               "tab:purple": PURPLE, "tab:cyan": SKY, "tab:olive": YELLOW, "tab:gray": GREY,
+               "tab:grey": GREY}
 _EXTRA = (YELLOW, INDIGO, WINE, TEAL, SKY, PURPLE, ORANGE, GREEN)
 _EXTRA_MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*")
 
@@ -67,7 +74,7 @@ def rc_params() -> dict:
     """The matplotlib settings of the book (see :func:`use`)."""
     from cycler import cycler
 
-    cyc = [BLUE, ORANGE, GREEN, VERMILLION, PURPLE, SKY, BLACK, YELLOW]
+    cyc = [BLUE, ORANGE, GREEN, VERMILLION, PURPLE, SKY, GREY, YELLOW]
     return {
         "figure.figsize": (CONTENT_WIDTH_IN, CONTENT_WIDTH_IN * 0.5),
         "figure.dpi": DPI,
@@ -93,10 +100,17 @@ def rc_params() -> dict:
 
 
 def use() -> None:
-    """Apply the book's matplotlib style (call once per page, before the first figure)."""
+    """Apply the book's matplotlib style (call once per page, before the first figure): sizes
+    and fonts for the content column, the colour-blind-safe palette (also for "tab:" names)."""
     import matplotlib as mpl
+    import matplotlib.colors as mcolors
 
     mpl.rcParams.update(rc_params())
+    # the "tab:" names that the notebooks use resolve to the safe palette (matplotlib keeps its
+    # named colours in one mapping, read by every colour lookup)
+    for name, colour in TAB_TO_SAFE.items():
+        mcolors._colors_full_map[name] = colour
+    mcolors._colors_full_map.cache.clear()
     try:  # the inline backend of a notebook: PNG, cropped to the drawn area
         from IPython import get_ipython
 

@@ -56,19 +56,33 @@ def test_table_rejects_bad_input():
 def test_method_style_fixed_and_distinct():
     a, b = style.method_style("svd"), style.method_style("svd")
     assert a == b and a["label"] == "SVD"
-    part1 = [style.method_style(m)["color"] for m in ("svd", "rrqr", "aca", "aca_plain")]
+    part1 = [style.method_style(m)["color"] for m in ("svd", "rrqr", "aca", "aca_plain", "dense")]
     part2 = [style.method_style(m)["color"] for m in ("hmatrix", "hmatrix_rank", "global_svd",
                                                        "prune", "quant")]
-    assert len(set(part1)) == 4 and len(set(part2)) == 5
+    assert len(set(part1)) == 5 and len(set(part2)) == 5
     assert style.method_style("something new") == style.method_style("something new")
     assert style.method_style("svd", label="x")["label"] == "x"
 
 
 def test_use_sets_the_style():
     import matplotlib as mpl
+    import matplotlib.colors as mcolors
 
+    saved = {k: mcolors._colors_full_map[k] for k in style.TAB_TO_SAFE}
+    with mpl.rc_context():
+        try:
+            _check_use(mpl, mcolors)
+        finally:  # other tests of this process see matplotlib's own colours again
+            for k, v in saved.items():
+                mcolors._colors_full_map[k] = v
+            mcolors._colors_full_map.cache.clear()
+
+
+def _check_use(mpl, mcolors):
     style.use()
     assert mpl.rcParams["font.size"] == 11
+    assert mcolors.to_hex("tab:green") == style.GREEN.lower()  # the notebooks' names, safe hues
+    assert mcolors.to_hex("tab:red") == style.VERMILLION.lower()
     w, h = style.figsize(2)
     assert w == pytest.approx(style.CONTENT_WIDTH_IN) and h > 0
     with pytest.raises(ValueError, match="ncols"):
