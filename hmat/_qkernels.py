@@ -25,14 +25,14 @@ _TWO112 = 2.0 ** 112
 
 
 @njit(cache=True, fastmath=True)
-def _decode(code, off, ln, scale, f64, f32, h16, i8, out, ubuf, zero):
-    """``out[:ln]`` = the bfloat16 (code 2) or float16 (code 3) values at ``h16[off:]``."""
+def _decode(code, src, ln, out, ubuf):
+    """``out[:ln]`` = the bfloat16 (code 2) or float16 (code 3) values whose bits are ``src``."""
     if code == 2:
         for j in range(ln):
-            ubuf[j] = np.uint32(h16[off + j]) << np.uint32(16)
+            ubuf[j] = np.uint32(src[j]) << np.uint32(16)
     else:
         for j in range(ln):
-            h = np.uint32(h16[off + j])
+            h = np.uint32(src[j])
             ubuf[j] = ((h & np.uint32(0x8000)) << np.uint32(16)) | \
                 ((h & np.uint32(0x7FFF)) << np.uint32(13))
     fv = ubuf.view(np.float32)
@@ -59,109 +59,121 @@ def _axpy(t, a, y, n):
 
 
 @njit(cache=True, fastmath=True)
-def _term(a_in, s_in, a_out, s_out, V, c_in, n_in, acc, c_out, n_out, zero):
-    """For every vector q: ``acc[q, out] += s_out a_out * (s_in a_in . V[q, in])``: one
-    column of a low-rank block (forward: in = Vt row, out = U column; transposed: swapped)."""
+def _dots(a, V, lo, n, out, j, s, add, zero):
+    """For every vector q: ``out[q, j] (+)= s * (a . V[q, lo:lo+n])``."""
     for q in range(V.shape[0]):
-        t = _dot(a_in, V[q, c_in:c_in + n_in], n_in, zero) * s_in * s_out
-        _axpy(t, a_out, acc[q, c_out:c_out + n_out], n_out)
-
-
-@njit(cache=True, fastmath=True)
-def _row(a, sc, V, c_in, n, acc, r, zero):
-    """Forward, one dense row: ``acc[q, r] += sc a . V[q, in]``."""
-    for q in range(V.shape[0]):
-        acc[q, r] += _dot(a, V[q, c_in:c_in + n], n, zero) * sc
-
-
-@njit(cache=True, fastmath=True)
-def _row_t(a, sc, V, r, acc, c0, n):
-    """Transposed, one dense row: ``acc[q, c0:c0+n] += V[q, r] sc a``."""
-    for q in range(V.shape[0]):
-        _axpy(V[q, r] * sc, a, acc[q, c0:c0 + n], n)
-
-
-@njit(cache=True, fastmath=True)
-def _lowrank(lr_blk, lr_col, lr_scale, f64, f32, h16, i8, b, V, acc, bu, bv, ub, zero,
-             transposed):
-    """Every stored column of low-rank block ``b``: int8/float32/float64 read in place,
-    bfloat16/float16 decoded into the buffers first."""
-    r0, m, c0, n, lo, hi = lr_blk[b, 0], lr_blk[b, 1], lr_blk[b, 2], lr_blk[b, 3], \
-        lr_blk[b, 4], lr_blk[b, 5]
-    # forward: in = (Vt row, columns c0..), out = (U column, rows r0..); transposed: swapped
-    ci, ni, co, no = (r0, m, c0, n) if transposed else (c0, n, r0, m)
-    for c in range(lo, hi):
-        code, ou, ov = lr_col[c, 0], lr_col[c, 1], lr_col[c, 2]
-        su, sv = zero + lr_scale[c, 0], zero + lr_scale[c, 1]
-        oi, si, oo, so = (ou, su, ov, sv) if transposed else (ov, sv, ou, su)
-        if code == 1:
-            _term(i8[oi:oi + ni], si, i8[oo:oo + no], so, V, ci, ni, acc, co, no, zero)
-        elif code == 4:
-            _term(f32[oi:oi + ni], si, f32[oo:oo + no], so, V, ci, ni, acc, co, no, zero)
-        elif code == 5:
-            _term(f64[oi:oi + ni], si, f64[oo:oo + no], so, V, ci, ni, acc, co, no, zero)
+        d = _dot(a, V[q, lo:lo + n], n, zero) * s
+        if add:
+            out[q, j] += d
         else:
-            _decode(code, oi, ni, si, f64, f32, h16, i8, bv, ub, zero)
-            _decode(code, oo, no, so, f64, f32, h16, i8, bu, ub, zero)
-            _term(bv[:ni], si, bu[:no], so, V, ci, ni, acc, co, no, zero)
+            out[q, j] = d
 
 
 @njit(cache=True, fastmath=True)
-def _dense(d_blk, d_row, d_scale, f64, f32, h16, i8, b, V, acc, bv, ub, zero, transposed):
+def _axpys(a, C, j, s, out, lo, n):
+    """For every vector q: ``out[q, lo:lo+n] += (s * C[q, j]) * a``."""
+    for q in range(C.shape[0]):
+        _axpy(C[q, j] * s, a, out[q, lo:lo + n], n)
+
+
+@njit(cache=True, fastmath=True)
+def _dots_code(code, off, n, f64, f32, h16, i8, buf, ubuf, V, lo, out, j, s, add, zero):
+    """:func:`_dots` with the stored vector at ``off`` of the buffer of ``code``."""
+    if code == 1:
+        _dots(i8[off:off + n], V, lo, n, out, j, s, add, zero)
+    elif code == 4:
+        _dots(f32[off:off + n], V, lo, n, out, j, s, add, zero)
+    elif code == 5:
+        _dots(f64[off:off + n], V, lo, n, out, j, s, add, zero)
+    else:
+        _decode(code, h16[off:off + n], n, buf, ubuf)
+        _dots(buf[:n], V, lo, n, out, j, s, add, zero)
+
+
+@njit(cache=True, fastmath=True)
+def _axpys_code(code, off, n, f64, f32, h16, i8, buf, ubuf, C, j, s, out, lo):
+    """:func:`_axpys` with the stored vector at ``off`` of the buffer of ``code``."""
+    if code == 1:
+        _axpys(i8[off:off + n], C, j, s, out, lo, n)
+    elif code == 4:
+        _axpys(f32[off:off + n], C, j, s, out, lo, n)
+    elif code == 5:
+        _axpys(f64[off:off + n], C, j, s, out, lo, n)
+    else:
+        _decode(code, h16[off:off + n], n, buf, ubuf)
+        _axpys(buf[:n], C, j, s, out, lo, n)
+
+
+@njit(cache=True, fastmath=True)
+def _lowrank(lr_blk, lr_grp, lr_scale, f64, f32, h16, i8, b, V, acc, tb, buf, ubuf, zero,
+             transposed):
+    """Low-rank block ``b``, one group of columns of one storage type at a time. Forward:
+    ``t = diag(su sv) Vt_g x`` (rows of ``Vt_g``), then ``y[i] += U_g[i] . t`` (rows of
+    ``U_g``). Transposed: ``t = U_g^T y`` (rows of ``U_g``), scaled, then ``x += t_c Vt_g[c]``."""
+    r0, m, c0, n = lr_blk[b, 0], lr_blk[b, 1], lr_blk[b, 2], lr_blk[b, 3]
+    one = zero + 1
+    for g in range(lr_blk[b, 4], lr_blk[b, 5]):
+        code, ou, ov, lo, hi = lr_grp[g, 0], lr_grp[g, 1], lr_grp[g, 2], lr_grp[g, 3], \
+            lr_grp[g, 4]
+        k = hi - lo
+        if not transposed:
+            for c in range(k):
+                s = (zero + lr_scale[lo + c, 0]) * lr_scale[lo + c, 1]
+                _dots_code(code, ov + c * n, n, f64, f32, h16, i8, buf, ubuf, V, c0, tb, c, s,
+                           False, zero)
+            for i in range(m):
+                _dots_code(code, ou + i * k, k, f64, f32, h16, i8, buf, ubuf, tb, 0, acc,
+                           r0 + i, one, True, zero)
+        else:
+            for q in range(V.shape[0]):
+                for c in range(k):
+                    tb[q, c] = zero
+            for i in range(m):
+                _axpys_code(code, ou + i * k, k, f64, f32, h16, i8, buf, ubuf, V, r0 + i, one,
+                            tb, 0)
+            for c in range(k):
+                s = (zero + lr_scale[lo + c, 0]) * lr_scale[lo + c, 1]
+                _axpys_code(code, ov + c * n, n, f64, f32, h16, i8, buf, ubuf, tb, c, s, acc,
+                            c0)
+
+
+@njit(cache=True, fastmath=True)
+def _dense(d_blk, d_row, d_scale, f64, f32, h16, i8, b, V, acc, buf, ubuf, zero, transposed):
     """Every stored row of dense block ``b``."""
     r0, m, c0, n, lo = d_blk[b, 0], d_blk[b, 1], d_blk[b, 2], d_blk[b, 3], d_blk[b, 4]
     for r in range(m):
-        code, o = d_row[lo + r, 0], d_row[lo + r, 1]
-        sc = zero + d_scale[lo + r]
+        code, off = d_row[lo + r, 0], d_row[lo + r, 1]
         if code == 0:
             continue
-        if code == 1:
-            a8 = i8[o:o + n]
-            if transposed:
-                _row_t(a8, sc, V, r0 + r, acc, c0, n)
-            else:
-                _row(a8, sc, V, c0, n, acc, r0 + r, zero)
-        elif code == 4:
-            a32 = f32[o:o + n]
-            if transposed:
-                _row_t(a32, sc, V, r0 + r, acc, c0, n)
-            else:
-                _row(a32, sc, V, c0, n, acc, r0 + r, zero)
-        elif code == 5:
-            a64 = f64[o:o + n]
-            if transposed:
-                _row_t(a64, sc, V, r0 + r, acc, c0, n)
-            else:
-                _row(a64, sc, V, c0, n, acc, r0 + r, zero)
+        s = zero + d_scale[lo + r]
+        if transposed:
+            _axpys_code(code, off, n, f64, f32, h16, i8, buf, ubuf, V, r0 + r, s, acc, c0)
         else:
-            _decode(code, o, n, sc, f64, f32, h16, i8, bv, ub, zero)
-            if transposed:
-                _row_t(bv[:n], sc, V, r0 + r, acc, c0, n)
-            else:
-                _row(bv[:n], sc, V, c0, n, acc, r0 + r, zero)
+            _dots_code(code, off, n, f64, f32, h16, i8, buf, ubuf, V, c0, acc, r0 + r, s, True,
+                       zero)
 
 
 @njit(cache=True, parallel=True, fastmath=True)
-def matmat(lr_blk, lr_col, lr_scale, d_blk, d_row, d_scale, f64, f32, h16, i8, lr_task,
-           d_task, XT, acc, bu, bv, ub, zero):
+def matmat(lr_blk, lr_grp, lr_scale, d_blk, d_row, d_scale, f64, f32, h16, i8, lr_task,
+           d_task, XT, acc, tb, buf, ubuf, zero):
     """``acc[t] (p, m) += H_t @ XT.T`` over the blocks of task ``t``."""
     for t in prange(acc.shape[0]):
         for b in range(lr_task[t], lr_task[t + 1]):
-            _lowrank(lr_blk, lr_col, lr_scale, f64, f32, h16, i8, b, XT, acc[t], bu[t], bv[t],
-                     ub[t], zero, False)
+            _lowrank(lr_blk, lr_grp, lr_scale, f64, f32, h16, i8, b, XT, acc[t], tb[t],
+                     buf[t], ubuf[t], zero, False)
         for b in range(d_task[t], d_task[t + 1]):
-            _dense(d_blk, d_row, d_scale, f64, f32, h16, i8, b, XT, acc[t], bv[t], ub[t], zero,
-                   False)
+            _dense(d_blk, d_row, d_scale, f64, f32, h16, i8, b, XT, acc[t], buf[t], ubuf[t],
+                   zero, False)
 
 
 @njit(cache=True, parallel=True, fastmath=True)
-def rmatmat(lr_blk, lr_col, lr_scale, d_blk, d_row, d_scale, f64, f32, h16, i8, lr_task,
-            d_task, YT, acc, bu, bv, ub, zero):
+def rmatmat(lr_blk, lr_grp, lr_scale, d_blk, d_row, d_scale, f64, f32, h16, i8, lr_task,
+            d_task, YT, acc, tb, buf, ubuf, zero):
     """``acc[t] (p, n) += (H_t.T @ YT.T).T`` over the blocks of task ``t``."""
     for t in prange(acc.shape[0]):
         for b in range(lr_task[t], lr_task[t + 1]):
-            _lowrank(lr_blk, lr_col, lr_scale, f64, f32, h16, i8, b, YT, acc[t], bu[t], bv[t],
-                     ub[t], zero, True)
+            _lowrank(lr_blk, lr_grp, lr_scale, f64, f32, h16, i8, b, YT, acc[t], tb[t],
+                     buf[t], ubuf[t], zero, True)
         for b in range(d_task[t], d_task[t + 1]):
-            _dense(d_blk, d_row, d_scale, f64, f32, h16, i8, b, YT, acc[t], bv[t], ub[t], zero,
-                   True)
+            _dense(d_blk, d_row, d_scale, f64, f32, h16, i8, b, YT, acc[t], buf[t], ubuf[t],
+                   zero, True)

@@ -34,9 +34,9 @@ ITEMSIZE = {0: 0, 1: 1, 2: 2, 3: 2, 4: 4, 5: 8}
 #: what ``compress(..., precision=...)`` accepts
 PRECISIONS = ("float64", "float32", "bfloat16", "float16", "int8", "adaptive")
 _PER = ("row", "column", "tensor")
-# table bytes of one stored column of a low-rank block (code and two offsets as int32, two
-# float32 scales) and of one stored dense row (code, offset, scale): counted in the choice
-COL_OVERHEAD = 20
+# table bytes of one stored column of a low-rank block (two float32 scales; a group of columns
+# of one type adds 20) and of one stored dense row (code and offset int32, float32 scale)
+COL_OVERHEAD = 8
 ROW_OVERHEAD = 12
 
 
@@ -436,14 +436,20 @@ def _check_range(storage, *datas):
 
 # ---------------------------------------------------------------- packed storage
 class QStore(NamedTuple):
-    """Quantized H-matrix storage. ``lr_blk`` (B, 6) int32 ``(r0, m, c0, n, col_lo, col_hi)``,
-    ``lr_col`` (C, 3) int32 ``(code, off_u, off_v)`` and ``lr_scale`` (C, 2) float32 per stored
-    column; ``d_blk`` (D, 5) ``(r0, m, c0, n, row_lo)``, ``d_row`` (R, 2) ``(code, off)`` and
-    ``d_scale`` (R,) per stored row; offsets index the buffer of the code's type: ``f64``,
-    ``f32``, ``h16`` (bfloat16 and float16 bits) and ``i8``."""
+    """Quantized H-matrix storage.
+
+    Low rank: ``lr_blk`` (B, 6) int32 ``(r0, m, c0, n, grp_lo, grp_hi)``; the columns of a
+    block are grouped by storage type, ``lr_grp`` (G, 5) int32 ``(code, off_u, off_v,
+    col_lo, col_hi)`` with ``U_g`` (m x k_g, row-major) at ``off_u`` and ``Vt_g`` (k_g x n,
+    row-major) at ``off_v`` of the code's buffer, and ``lr_scale`` (C, 2) float32 the scales of
+    each column of ``U`` and row of ``Vt`` (1 for float types). Dense: ``d_blk`` (D, 5)
+    ``(r0, m, c0, n, row_lo)``, ``d_row`` (R, 2) ``(code, off)`` and ``d_scale`` (R,) per row
+    (code 0: a zero row, not stored). Buffers: ``f64``, ``f32``, ``h16`` (bfloat16 and float16
+    bits) and ``i8``. Row-major groups let the product read ``U`` by rows, as the float kernels
+    do, instead of updating the output once per column."""
 
     lr_blk: np.ndarray
-    lr_col: np.ndarray
+    lr_grp: np.ndarray
     lr_scale: np.ndarray
     d_blk: np.ndarray
     d_row: np.ndarray
@@ -461,11 +467,11 @@ class QStore(NamedTuple):
         """Data bytes per storage type (scales and tables not included)."""
         names = {v: k for k, v in CODE.items()}
         out = dict.fromkeys(STORAGES, 0)
-        m, n = self.lr_blk[:, 1], self.lr_blk[:, 3]
-        per_col = np.repeat(m + n, self.lr_blk[:, 5] - self.lr_blk[:, 4])
-        per_row = np.repeat(self.d_blk[:, 3], np.diff(np.append(self.d_blk[:, 4],
-                                                                len(self.d_row))))
-        for codes, sizes in ((self.lr_col[:, 0], per_col), (self.d_row[:, 0], per_row)):
+        blk = np.repeat(np.arange(len(self.lr_blk)), self.lr_blk[:, 5] - self.lr_blk[:, 4])
+        g = self.lr_grp
+        grp_size = (g[:, 4] - g[:, 3]) * (self.lr_blk[blk, 1] + self.lr_blk[blk, 3])
+        per_row = np.repeat(self.d_blk[:, 3], self.d_blk[:, 1])
+        for codes, sizes in ((g[:, 0], grp_size), (self.d_row[:, 0], per_row)):
             for c in np.unique(codes):
                 if c:
                     out[names[int(c)]] += int(np.sum(sizes[codes == c]) * ITEMSIZE[int(c)])
@@ -477,30 +483,33 @@ _BUF_DTYPE = {"f64": np.float64, "f32": np.float32, "h16": np.uint16, "i8": np.i
 
 
 def pack_leaves(leaves) -> QStore:
-    """Pack :class:`QLeaf` objects (dropped columns/rows left out) into a :class:`QStore`."""
+    """Pack :class:`QLeaf` objects into a :class:`QStore` (dropped columns left out, the
+    columns of a block grouped by storage type)."""
     bufs = {k: [] for k in _BUF_DTYPE}
     fill = dict.fromkeys(_BUF_DTYPE, 0)
 
     def put(code, arr):
         key = _BUF[code]
-        arr = np.asarray(arr).ravel()
+        arr = np.ascontiguousarray(arr).ravel()
         if arr.dtype != _BUF_DTYPE[key]:
-            arr = arr.view(_BUF_DTYPE[key]) if arr.dtype.itemsize == np.dtype(
-                _BUF_DTYPE[key]).itemsize and key == "h16" else arr.astype(_BUF_DTYPE[key])
+            raise TypeError(f"storage code {code} holds {_BUF_DTYPE[key]}, got {arr.dtype}")
         off = fill[key]
         bufs[key].append(arr)
         fill[key] += arr.size
         return off
 
-    lr_blk, lr_col, lr_scale, d_blk, d_row, d_scale = [], [], [], [], [], []
+    lr_blk, lr_grp, lr_scale, d_blk, d_row, d_scale = [], [], [], [], [], []
     for lf in leaves:
         if lf.kind == "lowrank":
-            lo = len(lr_col)
-            for i, c in enumerate(lf.codes):
-                if c:
-                    lr_col.append((int(c), put(int(c), lf.u[i]), put(int(c), lf.vt[i])))
-                    lr_scale.append(lf.scales[i])
-            lr_blk.append((lf.r0, lf.m, lf.c0, lf.n, lo, len(lr_col)))
+            g_lo = len(lr_grp)
+            for code in sorted({int(c) for c in lf.codes if c}):
+                cols = [i for i, c in enumerate(lf.codes) if c == code]
+                u = np.stack([lf.u[i] for i in cols], axis=1)  # (m, k_g)
+                vt = np.stack([lf.vt[i] for i in cols], axis=0)  # (k_g, n)
+                c_lo = len(lr_scale)
+                lr_scale.extend(lf.scales[i] for i in cols)
+                lr_grp.append((code, put(code, u), put(code, vt), c_lo, len(lr_scale)))
+            lr_blk.append((lf.r0, lf.m, lf.c0, lf.n, g_lo, len(lr_grp)))
         else:
             d_blk.append((lf.r0, lf.m, lf.c0, lf.n, len(d_row)))
             for r, c in enumerate(lf.codes):
@@ -513,7 +522,7 @@ def pack_leaves(leaves) -> QStore:
         return np.asarray(rows, dtype=dtype).reshape(-1, width)
 
     return QStore(
-        table(lr_blk, 6), table(lr_col, 3), table(lr_scale, 2, np.float32),
+        table(lr_blk, 6), table(lr_grp, 5), table(lr_scale, 2, np.float32),
         table(d_blk, 5), table(d_row, 2), np.asarray(d_scale, np.float32).reshape(-1),
         *(np.concatenate(bufs[k]) if bufs[k] else np.zeros(0, _BUF_DTYPE[k])
           for k in ("f64", "f32", "h16", "i8")))

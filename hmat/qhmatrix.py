@@ -29,7 +29,7 @@ __all__ = ["QuantizedHMatrix"]
 # costs more than it saves)
 _PARALLEL_MIN_BYTES = 1 << 18
 
-_FIELDS = {"lr_blk": (np.int32, 2), "lr_col": (np.int32, 2), "lr_scale": (np.float32, 2),
+_FIELDS = {"lr_blk": (np.int32, 2), "lr_grp": (np.int32, 2), "lr_scale": (np.float32, 2),
            "d_blk": (np.int32, 2), "d_row": (np.int32, 2), "d_scale": (np.float32, 1),
            "f64": (np.float64, 1), "f32": (np.float32, 1), "h16": (np.uint16, 1),
            "i8": (np.int8, 1)}
@@ -57,7 +57,14 @@ class QuantizedHMatrix(HMatrix):
         self.col_perm = None if col_perm is None else np.asarray(col_perm, dtype=np.int64)
         self.info = dict(info or {})
         q = self._q
-        ks = (q.lr_blk[:, 5] - q.lr_blk[:, 4]).astype(np.int64)
+        if len(q.lr_blk) and (q.lr_blk.shape[1] != 6 or q.lr_grp.shape[1] != 5
+                              or np.any(q.lr_blk[:, 4] > q.lr_blk[:, 5])
+                              or q.lr_blk[:, 4].min() < 0 or q.lr_blk[:, 5].max() > len(q.lr_grp)):
+            raise ValueError("the quantized storage's block table is corrupt")
+        cols = q.lr_grp[:, 4].astype(np.int64) - q.lr_grp[:, 3] if len(q.lr_grp) else \
+            np.zeros(0, np.int64)
+        cum = np.concatenate([[0], np.cumsum(cols)])
+        ks = (cum[q.lr_blk[:, 5]] - cum[q.lr_blk[:, 4]]).astype(np.int64)
         self.lr_desc = np.column_stack([q.lr_blk[:, :4].astype(np.int64), ks,
                                         np.zeros(len(ks), np.int64)]).reshape(-1, 6)
         self.d_desc = np.column_stack([q.d_blk[:, :4].astype(np.int64),
@@ -111,20 +118,20 @@ class QuantizedHMatrix(HMatrix):
             for r0, bm, c0, bn in desc:
                 cover[r0:r0 + bm, c0:c0 + bn] += 1
             ok = bool(np.all(cover == 1))
-        lo, hi = q.lr_blk[:, 4], q.lr_blk[:, 5]
-        ok = ok and np.all(lo <= hi) and (len(hi) == 0 or (lo.min() >= 0
-                                                            and hi.max() <= len(q.lr_col)))
-        ok = ok and (len(q.d_blk) == 0 or (np.all(q.d_blk[:, 4] >= 0) and np.all(
-            q.d_blk[:, 4] + q.d_blk[:, 1] <= len(q.d_row))))
-        ok = ok and len(q.lr_scale) == len(q.lr_col) and len(q.d_scale) == len(q.d_row)
-        if ok:  # every stored vector lies inside its buffer
+        g = q.lr_grp
+        ok = ok and len(g) == (len(q.lr_blk) and int(q.lr_blk[-1, 5]))
+        ok = ok and (len(g) == 0 or (np.all(g[:, 3] <= g[:, 4]) and g[:, 3].min() >= 0
+                                     and g[:, 4].max() <= len(q.lr_scale)))
+        ok = ok and len(q.d_scale) == len(q.d_row) and np.array_equal(
+            q.d_blk[:, 4], np.cumsum(q.d_blk[:, 1]) - q.d_blk[:, 1])
+        if ok:  # every stored group and row lies inside its buffer
             size = {1: q.i8.size, 2: q.h16.size, 3: q.h16.size, 4: q.f32.size, 5: q.f64.size}
-            col_blk = np.repeat(np.arange(len(q.lr_blk)), hi - lo)
-            for code, off, ln in ((q.lr_col[:, 0], q.lr_col[:, 1], q.lr_blk[col_blk, 1]),
-                                  (q.lr_col[:, 0], q.lr_col[:, 2], q.lr_blk[col_blk, 3])):
-                ok = ok and np.all((code >= 1) & (code <= 5))
+            blk = np.repeat(np.arange(len(q.lr_blk)), q.lr_blk[:, 5] - q.lr_blk[:, 4])
+            k = g[:, 4].astype(np.int64) - g[:, 3]
+            ok = ok and np.all((g[:, 0] >= 1) & (g[:, 0] <= 5))
+            for off, ln in ((g[:, 1], k * q.lr_blk[blk, 1]), (g[:, 2], k * q.lr_blk[blk, 3])):
                 for c, lim in size.items():
-                    sel = code == c
+                    sel = g[:, 0] == c
                     ok = ok and np.all(off[sel] >= 0) and np.all(off[sel] + ln[sel] <= lim)
             row_blk = np.repeat(np.arange(len(q.d_blk)), q.d_blk[:, 1])
             code, off = q.d_row[:, 0], q.d_row[:, 1]
@@ -161,9 +168,9 @@ class QuantizedHMatrix(HMatrix):
     @property
     def n_entries(self) -> int:
         q = self._q
-        cols = np.repeat(q.lr_blk[:, 1] + q.lr_blk[:, 3], q.lr_blk[:, 5] - q.lr_blk[:, 4])
+        cols = int(np.sum(self.lr_desc[:, 4] * (self.lr_desc[:, 1] + self.lr_desc[:, 3])))
         rows = np.repeat(q.d_blk[:, 3], q.d_blk[:, 1])[q.d_row[:, 0] > 0]
-        return int(cols.sum() + rows.sum())
+        return int(cols + rows.sum())
 
     def bytes_by_storage(self) -> dict:
         """Bytes of encoded values per storage type (scales and tables not included)."""
@@ -194,13 +201,13 @@ class QuantizedHMatrix(HMatrix):
     def _factors64(self, b: int):
         q = self._q
         r0, m, c0, n, lo, hi = (int(v) for v in q.lr_blk[b])
-        u = np.empty((m, hi - lo))
-        vt = np.empty((hi - lo, n))
-        for j, c in enumerate(range(lo, hi)):
-            code, ou, ov = (int(v) for v in q.lr_col[c])
-            u[:, j] = self._vector(code, ou, m, q.lr_scale[c, 0])
-            vt[j] = self._vector(code, ov, n, q.lr_scale[c, 1])
-        return u, vt
+        us, vts = [np.zeros((m, 0))], [np.zeros((0, n))]
+        for code, ou, ov, c_lo, c_hi in q.lr_grp[lo:hi]:
+            k = int(c_hi - c_lo)
+            sc = q.lr_scale[c_lo:c_hi].astype(np.float64)
+            us.append(self._vector(code, ou, m * k, 1.0).reshape(m, k) * sc[:, 0])
+            vts.append(self._vector(code, ov, k * n, 1.0).reshape(k, n) * sc[:, 1:])
+        return np.hstack(us), np.vstack(vts)
 
     def _dense64(self, b: int):
         q = self._q
@@ -240,9 +247,11 @@ class QuantizedHMatrix(HMatrix):
         if n_tasks not in self._tasks:
             q = self._q
             per_item = np.array([ITEMSIZE[c] for c in range(6)])
-            cols = (q.lr_blk[:, 1] + q.lr_blk[:, 3]).astype(np.int64)
-            col_cost = per_item[q.lr_col[:, 0]] * np.repeat(cols, q.lr_blk[:, 5] - q.lr_blk[:, 4])
-            cum = np.concatenate([[0], np.cumsum(col_cost)])
+            g = q.lr_grp
+            blk = np.repeat(np.arange(len(q.lr_blk)), q.lr_blk[:, 5] - q.lr_blk[:, 4])
+            grp_cost = per_item[g[:, 0]] * (g[:, 4] - g[:, 3]).astype(np.int64) * (
+                q.lr_blk[blk, 1] + q.lr_blk[blk, 3])
+            cum = np.concatenate([[0], np.cumsum(grp_cost)])
             lr_cost = cum[q.lr_blk[:, 5]] - cum[q.lr_blk[:, 4]]
             row_cost = per_item[q.d_row[:, 0]] * np.repeat(q.d_blk[:, 3], q.d_blk[:, 1])
             cum = np.concatenate([[0], np.cumsum(row_cost)])
@@ -265,11 +274,12 @@ class QuantizedHMatrix(HMatrix):
         lr_task, d_task = self._task_split(n_tasks)
         acc = np.zeros((n_tasks, p, out_len), dtype=dtype)
         w = max(self.shape) + 1
+        kmax = int(max(self.lr_desc[:, 4].max(initial=0), 1))
+        tb = np.empty((n_tasks, p, kmax), dtype=dtype)
         bu = np.empty((n_tasks, w), dtype=dtype)
-        bv = np.empty((n_tasks, w), dtype=dtype)
         ub = np.empty((n_tasks, w), dtype=np.uint32)
-        kernel(q.lr_blk, q.lr_col, q.lr_scale, q.d_blk, q.d_row, q.d_scale, q.f64, q.f32, q.h16,
-               q.i8, lr_task, d_task, XT, acc, bu, bv, ub, dtype.type(0))
+        kernel(q.lr_blk, q.lr_grp, q.lr_scale, q.d_blk, q.d_row, q.d_scale, q.f64, q.f32, q.h16,
+               q.i8, lr_task, d_task, XT, acc, tb, bu, ub, dtype.type(0))
         return acc[0] if n_tasks == 1 else acc.sum(axis=0)
 
     def matvec(self, x) -> np.ndarray:
