@@ -303,6 +303,89 @@ def _publish_downloads() -> None:
             shutil.copy2(fig, dest / "figures" / fig.name)
 
 
+# The full profile's wall time per notebook, as measured by the builds that ran it (each entry
+# with its date, commit and machine): committed, so that the Reproduce page can state it.
+FULL_TIMES = ROOT / "data" / "book_times_full.json"
+
+
+def _machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} logical cores"
+
+
+def _commit() -> str:
+    def git(*a):
+        return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout
+    head = git("rev-parse", "--short", "HEAD").strip() or "unknown"
+    return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no").strip()
+                   else "")
+
+
+def _record_full_time(name: str, seconds: float, beside_others: bool) -> None:
+    """Write one notebook's full-profile wall time into data/book_times_full.json."""
+    data = json.loads(FULL_TIMES.read_text()) if FULL_TIMES.exists() else {
+        "about": "wall time of each notebook under the full profile, written by "
+                 "`nox -s book -- --profile full` (one entry per notebook, from the build that "
+                 "last ran it)", "notebooks": {}}
+    data["notebooks"][name] = {
+        "seconds": round(seconds, 1),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "commit": _commit(), "machine": _machine(), "ran_beside_others": beside_others}
+    FULL_TIMES.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def _fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "-"
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+def _write_run_times(profile: str, notebooks: list[Path], timings: dict) -> None:
+    """The Reproduce page's table of wall times (book/_executed/_generated/run_times.md): this
+    build's times, and the full profile's from data/book_times_full.json, or a plain statement
+    that it has not been timed."""
+    lines = [f"**This build** (profile `{profile}`, {time.strftime('%Y-%m-%d', time.gmtime())}, "
+             f"commit `{_commit()}`, {_machine()}):", "",
+             "| notebook | wall time | |", "| --- | --- | --- |"]
+    for nb in notebooks:
+        t = timings.get(nb.stem, {})
+        note = t.get("status", "")
+        note = "ran beside other notebooks (`--jobs`)" if t.get("ran_beside_others") else (
+            "" if note == "ok" else note)
+        lines.append(f"| {nb.stem} | {_fmt_seconds(t.get('seconds'))} | {note} |")
+    lines.append("")
+    full = json.loads(FULL_TIMES.read_text())["notebooks"] if FULL_TIMES.exists() else {}
+    if not full:
+        lines.append("**The full profile** (`nox -s book -- --profile full`) **has not been timed "
+                     "end to end yet**: `data/book_times_full.json`, which a full-profile build "
+                     "writes, holds no notebook's time. No time is estimated here.")
+    else:
+        timed = [nb for nb in notebooks if nb.stem in full]
+        missing = [nb.stem for nb in notebooks if nb.stem not in full]
+        total = sum(full[nb.stem]["seconds"] for nb in timed)
+        lines += [f"**The full profile**, as measured by the builds that ran it "
+                  f"(`data/book_times_full.json`; {len(timed)} of {len(notebooks)} notebooks, "
+                  f"{_fmt_seconds(total)} in all):", "",
+                  "| notebook | wall time | date | commit | machine |",
+                  "| --- | --- | --- | --- | --- |"]
+        for nb in timed:
+            e = full[nb.stem]
+            lines.append(f"| {nb.stem} | {_fmt_seconds(e['seconds'])} | {e['date']} | "
+                         f"`{e['commit']}` | {e['machine']} |")
+        if missing:
+            lines += ["", f"Not yet timed under the full profile: {', '.join(missing)}."]
+    out = EXECUTED / "_generated" / "run_times.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def _book_args(session: nox.Session) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="nox -s book --", description="Execute and build the book.")
     p.add_argument("--profile", default="quick",
@@ -404,6 +487,9 @@ def book(session: nox.Session) -> None:
         if rc == 0:
             _show_parameters_once(out, args.profile)
             session.log(f"{nb.stem}: done in {seconds:.1f} s")
+            if args.profile == "full":
+                with lock:
+                    _record_full_time(nb.stem, seconds, timings[nb.stem]["ran_beside_others"])
         return nb, rc, seconds
 
     t_all = time.perf_counter()
@@ -432,6 +518,7 @@ def book(session: nox.Session) -> None:
         if unexecuted:
             session.warn(f"unexecuted notebooks {unexecuted}: building without -W")
         _publish_downloads()
+        _write_run_times(args.profile, notebooks, timings)
         cmd = [_bin("jupyter-book"), "build", str(EXECUTED), "--path-output", str(BOOK),
                "--builder", "html", "--all", *strict]
         session.log(" ".join(cmd))

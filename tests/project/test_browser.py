@@ -82,7 +82,10 @@ _CHECK_JS = """() => {
   const out = {broken: [], wide: [], math: 0, mathjax: 0, column: null};
   const col = document.querySelector('article.bd-article') ||
               document.querySelector('main') || document.body;
-  const c = col.getBoundingClientRect();
+  const box = col.getBoundingClientRect(), cs = getComputedStyle(col);
+  const c = {left: box.left + parseFloat(cs.paddingLeft), width: 0,
+             right: box.right - parseFloat(cs.paddingRight)};  // the column's content box
+  c.width = c.right - c.left;
   out.column = [Math.round(c.left), Math.round(c.right)];
   for (const img of document.images) {
     if (!img.complete || img.naturalWidth === 0) out.broken.push(img.getAttribute('src'));
