@@ -29,7 +29,7 @@ __all__ = [
     "verdict_fig3_smaller", "verdict_fig3_svd_qr_equal", "verdict_fig3_aca_least",
     "verdict_fig4_order", "verdict_fig4_drop", "verdict_qr_close", "verdict_aca_weak",
     "verdict_suitable", "verdict_accuracy_decreases", "top1_gap", "paired_gap", "loss_interval",
-    "substitute", "spearman_interval",
+    "substitute", "spearman_interval", "stable_rank", "verdict_fig4_stable",
 ]
 
 METHOD_LABEL = {"svd": "SVD", "rrqr": "QR", "qr": "QR", "aca": "ACA",
@@ -713,6 +713,33 @@ def verdict_fig4_drop(ranks, loss_pts) -> tuple[str, str]:
         f"SVD top-1 loss {_fmt_iv(loss[lo], ' points', 2)} at rank {ranks[lo]}, "
         f"{_fmt_iv(loss[hi], ' points', 2)} at rank {ranks[hi]}{note}"),
         value=loss[hi][0], interval=loss[hi][1:])
+
+
+def stable_rank(ranks, acc, within: float) -> int:
+    """Lowest rank from which top-1 stays within ``within`` points of its value at the highest
+    rank (for every higher rank of the sweep too)."""
+    order = np.argsort(ranks)
+    r, a = np.asarray(ranks)[order], np.asarray(acc, float)[order]
+    ok = np.abs(a - a[-1]) <= within
+    k = len(r) - 1
+    while k > 0 and ok[k - 1]:
+        k -= 1
+    return int(r[k])
+
+
+def verdict_fig4_stable(ranks, acc: dict) -> tuple[str, str]:
+    """T-fig4-svd-stable-longest: SVD's :func:`stable_rank` (threshold of claims.yml) lower than
+    QR's and ACA's (``acc`` = {"svd", "rrqr", "aca"}: top-1 per rank); a tie is inconclusive."""
+    from . import ledger
+
+    within = ledger.threshold("T-fig4-svd-stable-longest", "stable_within_pts")
+    st = {m: stable_rank(ranks, acc[m], within) for m in ("svd", "rrqr", "aca")}
+    others = min(st["rrqr"], st["aca"])
+    v = ("reproduced" if st["svd"] < others else
+         "not reproduced" if st["svd"] > others else "inconclusive")
+    return ledger.Verdict(v, (f"top-1 within {within:g} points of its highest-rank value from "
+                              f"rank {st['svd']} on (SVD), {st['rrqr']} (QR), {st['aca']} (ACA)"),
+                          value=st["svd"])
 
 
 def verdict_qr_close(ranks, acc_svd, acc_qr, at=(30, 50, 70),

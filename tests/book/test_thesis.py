@@ -176,6 +176,16 @@ def test_verdicts_of_accuracy_each_outcome():
     assert th.verdict_aca_weak([10], [70], [10])[0] == U
 
 
+def test_verdict_fig4_stable_each_outcome():
+    ranks = [1, 5, 10, 20, 50]
+    assert th.stable_rank(ranks, [10, 50, 69, 70, 70], 2.0) == 10
+    assert th.stable_rank(ranks, [70, 10, 69, 70, 70], 2.0) == 10  # must stay within from there
+    good = {"svd": [40, 69, 70, 70, 70], "rrqr": [10, 50, 69, 70, 70], "aca": [5, 20, 50, 68.5, 70]}
+    assert th.verdict_fig4_stable(ranks, good)[0] == R
+    assert th.verdict_fig4_stable(ranks, {**good, "aca": [69, 70, 70, 70, 70]})[0] == N
+    assert th.verdict_fig4_stable(ranks, {**good, "rrqr": good["svd"]})[0] == INC
+
+
 def _row(name, ts, ts_iv, fixed, broken, storage=0.5, blocks=(3, 2)):
     return {"variant": name, "family": "H", "time_saving_pct": ts, "time_saving_lo_pct": ts_iv[0],
             "time_saving_hi_pct": ts_iv[1], "loss_pts": 100 * (broken - fixed) / 1300,
@@ -226,6 +236,7 @@ def test_paired_gap_uses_the_same_images():
 def test_substitute_names_the_model_and_the_images():
     class L:
         model, label, n_images = "mobilenet_v2", "MobileNetV2 (x)", 1300
+        labels, feature_meta = [], {}
 
     q = th.substitute("T-fig4-svd-most-accurate", L(), images_folder="/d/imagenet-val-1300")
     assert q[0] == "on a substitute: MobileNetV2 (x) for GoogLeNet"
