@@ -30,6 +30,7 @@ __all__ = [
     "verdict_fig4_order", "verdict_fig4_drop", "verdict_qr_close", "verdict_aca_weak",
     "verdict_suitable", "verdict_accuracy_decreases", "top1_gap", "paired_gap", "loss_interval",
     "substitute", "spearman_interval", "stable_rank", "verdict_fig4_stable",
+    "verdict_fig1_structure",
 ]
 
 METHOD_LABEL = {"svd": "SVD", "rrqr": "QR", "qr": "QR", "aca": "ACA",
@@ -533,6 +534,22 @@ def _order_step(a: float, b: float, tie: float) -> str:
     if b * (1 + tie) < a:
         return "not reproduced"
     return "inconclusive"
+
+
+def verdict_fig1_structure(H) -> tuple[str, str]:
+    """T-fig1-structure: ``H`` has low-rank and dense blocks, and its low-rank blocks cover more
+    of the matrix's entries than the threshold of claims.yml (a half)."""
+    from . import ledger
+
+    thr = ledger.threshold("T-fig1-structure", "lowrank_area")
+    m, n = H.shape
+    lr, dn = H.lr_desc, H.d_desc
+    area = float(np.sum(lr[:, 1].astype(np.int64) * lr[:, 3])) / (m * n) if len(lr) else 0.0
+    ok = len(lr) > 0 and len(dn) > 0 and area > thr
+    return ledger.Verdict("reproduced" if ok else "not reproduced", (
+        f"{len(lr)} low-rank and {len(dn)} dense blocks; the low-rank blocks cover "
+        f"{100 * area:.1f} % of the {m} x {n} entries (criterion: both kinds, > "
+        f"{100 * thr:g} %)"), value=area)
 
 
 def verdict_fig2_order(mean_time: dict, what: str = "time per product",

@@ -100,6 +100,19 @@ def test_verdict_model_dependent_each_outcome():
     assert th.verdict_model_dependent({"a": (50, 2), "b": (48, 3)})[0] == N
 
 
+def test_verdict_fig1_structure_each_outcome():
+    import hmat
+
+    x = np.linspace(0, 1, 256)
+    smooth = (1.0 / (1.0 + 50 * np.abs(x[:, None] - x[None, :]))).astype(np.float32)
+    H = hmat.compress(smooth, tol=0.5, leaf_size=16)
+    v = th.verdict_fig1_structure(H)
+    assert v[0] == R and v.value > 0.5
+    noise = np.random.default_rng(0).standard_normal((256, 256)).astype(np.float32)
+    dense_only = hmat.compress(noise, tol=1e-3, leaf_size=16)  # no low rank: blocks kept dense
+    assert th.verdict_fig1_structure(dense_only)[0] == N
+
+
 def test_verdict_fig2_order_each_outcome():
     assert th.verdict_fig2_order({"svd": 1.0, "rrqr": 1.1, "aca": 1.5})[0] == R
     assert th.verdict_fig2_order({"svd": 2.0, "rrqr": 1.0, "aca": 1.5})[0] == N
