@@ -100,8 +100,9 @@ def train_cnn(model: nn.Module, data: DigitsData, epochs: int = 20, lr: float = 
     return {"losses": losses, "seconds": time.perf_counter() - t0}
 
 
-def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
-    """Top-1 accuracy in percent (inference mode: H-matrix layers use the numba kernels)."""
+def correct(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    """Per test image: is the top-1 prediction right? (inference mode: H-matrix layers use the
+    numba kernels); two models compared image by image give a paired interval."""
     was = model.training
     model.eval()
     try:
@@ -109,4 +110,9 @@ def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
             pred = model(X).argmax(1)
     finally:
         model.train(was)
-    return 100.0 * float((pred == y).float().mean())
+    return (pred == y).numpy()
+
+
+def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
+    """Top-1 accuracy in percent."""
+    return 100.0 * float(correct(model, X, y).mean())

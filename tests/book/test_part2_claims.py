@@ -116,6 +116,9 @@ def test_verdict_cnn_each_outcome():
     # 540 test images: a 1.5-point loss is within the noise of the 1-point criterion
     assert V.exp3_cnn(95.0, [dict(memory_fraction=0.4, acc=93.5)], n_test=540)[0] == INC
     assert V.exp3_cnn(95.0, [dict(memory_fraction=0.6, acc=95)])[0] == U
+    # paired: 1 image lost, 0 gained, of 540: a loss of 0.19 points, certainly below 1
+    row = dict(memory_fraction=0.4, acc=95.0 - 100 / 540, acc_changed=(1, 0))
+    assert V.exp3_cnn(95.0, [row], n_test=540)[0] == R
 
 
 def test_verdict_navier_stokes_each_outcome():
@@ -128,3 +131,13 @@ def test_verdict_navier_stokes_each_outcome():
     assert V.check_navier_stokes(0.01, _rows({0.75: dict(hmatrix=0.01)}))[0] == U
     assert V.is_monotone([1, 2, 2, 3], True) and not V.is_monotone([1, 3, 2], True)
     assert math.isclose(V.TIE, 0.02)
+
+
+def test_verdict_ablation_each_outcome():
+    def rows(h, k):
+        return _rows({0.5: dict(hmatrix=h, hmatrix_rank=k, svd=0.03)})
+
+    assert V.check_ablation({"P": rows(0.01, 0.02)})[0] == R
+    assert V.check_ablation({"P": rows(0.03, 0.02)})[0] == N
+    assert V.check_ablation({"P": rows(0.02, 0.0201)})[0] == INC
+    assert V.check_ablation({"P": _rows({0.5: dict(hmatrix=0.01, svd=0.02)})})[0] == U
