@@ -64,7 +64,7 @@ def test_paired_excess_bookkeeping():
     H = cache.classifier_like(0.125)
     W = cache.dense_like(H)
     r = cache.paired_excess(H, W, rounds=6, min_time=1e-4, threads=1)
-    assert r["rounds"] == 6 and r["threads"] == 1
+    assert r["rounds"] == 6 and r["threads"] == 1 and r["clock"] == "thread CPU"
     assert r["excess"] == pytest.approx(r["time_saving"] - r["bytes_saving"])
     assert r["excess_lo"] <= r["excess"] <= r["excess_hi"]
     assert r["bytes_saving"] == pytest.approx(1 - H.nbytes / W.nbytes)
