@@ -138,23 +138,26 @@ def _lowrank(lr_blk, lr_grp, lr_scale, f64, f32, h16, i8, b, V, acc, tb, buf, ub
 
 
 @njit(cache=True, fastmath=True)
-def _dense(d_blk, d_row, d_scale, f64, f32, h16, i8, b, V, acc, buf, ubuf, zero, transposed):
-    """Every stored row of dense block ``b``."""
-    r0, m, c0, n, lo = d_blk[b, 0], d_blk[b, 1], d_blk[b, 2], d_blk[b, 3], d_blk[b, 4]
-    for r in range(m):
-        code, off = d_row[lo + r, 0], d_row[lo + r, 1]
+def _dense(d_blk, d_run, d_scale, f64, f32, h16, i8, b, V, acc, buf, ubuf, zero, transposed):
+    """Every stored row of dense block ``b``, run by run."""
+    r0, c0, n = d_blk[b, 0], d_blk[b, 2], d_blk[b, 3]
+    for u in range(d_blk[b, 4], d_blk[b, 5]):
+        code, off, row, count, s_lo = d_run[u, 0], d_run[u, 1], d_run[u, 2], d_run[u, 3], \
+            d_run[u, 4]
         if code == 0:
             continue
-        s = zero + d_scale[lo + r]
-        if transposed:
-            _axpys_code(code, off, n, f64, f32, h16, i8, buf, ubuf, V, r0 + r, s, acc, c0)
-        else:
-            _dots_code(code, off, n, f64, f32, h16, i8, buf, ubuf, V, c0, acc, r0 + r, s, True,
-                       zero)
+        for r in range(count):
+            s = zero + d_scale[s_lo + r]
+            if transposed:
+                _axpys_code(code, off + r * n, n, f64, f32, h16, i8, buf, ubuf, V, r0 + row + r,
+                            s, acc, c0)
+            else:
+                _dots_code(code, off + r * n, n, f64, f32, h16, i8, buf, ubuf, V, c0, acc,
+                           r0 + row + r, s, True, zero)
 
 
 @njit(cache=True, parallel=True, fastmath=True)
-def matmat(lr_blk, lr_grp, lr_scale, d_blk, d_row, d_scale, f64, f32, h16, i8, lr_task,
+def matmat(lr_blk, lr_grp, lr_scale, d_blk, d_run, d_scale, f64, f32, h16, i8, lr_task,
            d_task, XT, acc, tb, buf, ubuf, zero):
     """``acc[t] (p, m) += H_t @ XT.T`` over the blocks of task ``t``."""
     for t in prange(acc.shape[0]):
@@ -162,12 +165,12 @@ def matmat(lr_blk, lr_grp, lr_scale, d_blk, d_row, d_scale, f64, f32, h16, i8, l
             _lowrank(lr_blk, lr_grp, lr_scale, f64, f32, h16, i8, b, XT, acc[t], tb[t],
                      buf[t], ubuf[t], zero, False)
         for b in range(d_task[t], d_task[t + 1]):
-            _dense(d_blk, d_row, d_scale, f64, f32, h16, i8, b, XT, acc[t], buf[t], ubuf[t],
+            _dense(d_blk, d_run, d_scale, f64, f32, h16, i8, b, XT, acc[t], buf[t], ubuf[t],
                    zero, False)
 
 
 @njit(cache=True, parallel=True, fastmath=True)
-def rmatmat(lr_blk, lr_grp, lr_scale, d_blk, d_row, d_scale, f64, f32, h16, i8, lr_task,
+def rmatmat(lr_blk, lr_grp, lr_scale, d_blk, d_run, d_scale, f64, f32, h16, i8, lr_task,
             d_task, YT, acc, tb, buf, ubuf, zero):
     """``acc[t] (p, n) += (H_t.T @ YT.T).T`` over the blocks of task ``t``."""
     for t in prange(acc.shape[0]):
@@ -175,5 +178,5 @@ def rmatmat(lr_blk, lr_grp, lr_scale, d_blk, d_row, d_scale, f64, f32, h16, i8, 
             _lowrank(lr_blk, lr_grp, lr_scale, f64, f32, h16, i8, b, YT, acc[t], tb[t],
                      buf[t], ubuf[t], zero, True)
         for b in range(d_task[t], d_task[t + 1]):
-            _dense(d_blk, d_row, d_scale, f64, f32, h16, i8, b, YT, acc[t], buf[t], ubuf[t],
+            _dense(d_blk, d_run, d_scale, f64, f32, h16, i8, b, YT, acc[t], buf[t], ubuf[t],
                    zero, True)

@@ -30,7 +30,7 @@ __all__ = ["QuantizedHMatrix"]
 _PARALLEL_MIN_BYTES = 1 << 18
 
 _FIELDS = {"lr_blk": (np.int32, 2), "lr_grp": (np.int32, 2), "lr_scale": (np.float32, 2),
-           "d_blk": (np.int32, 2), "d_row": (np.int32, 2), "d_scale": (np.float32, 1),
+           "d_blk": (np.int32, 2), "d_run": (np.int32, 2), "d_scale": (np.float32, 1),
            "f64": (np.float64, 1), "f32": (np.float32, 1), "h16": (np.uint16, 1),
            "i8": (np.int8, 1)}
 
@@ -122,8 +122,20 @@ class QuantizedHMatrix(HMatrix):
         ok = ok and len(g) == (len(q.lr_blk) and int(q.lr_blk[-1, 5]))
         ok = ok and (len(g) == 0 or (np.all(g[:, 3] <= g[:, 4]) and g[:, 3].min() >= 0
                                      and g[:, 4].max() <= len(q.lr_scale)))
-        ok = ok and len(q.d_scale) == len(q.d_row) and np.array_equal(
-            q.d_blk[:, 4], np.cumsum(q.d_blk[:, 1]) - q.d_blk[:, 1])
+        d, u = q.d_blk, q.d_run
+        ok = ok and d.shape[1] == 6 and u.shape[1] == 5 and len(u) == (len(d) and int(d[-1, 5]))
+        ok = ok and (len(d) == 0 or (np.all(d[:, 4] <= d[:, 5]) and d[:, 4].min() >= 0))
+        if ok and len(u):  # runs cover their block's rows in order, scales in range
+            first = np.zeros(len(u), bool)
+            first[d[d[:, 5] > d[:, 4], 4]] = True
+            prev_end = np.concatenate([[0], u[:-1, 2] + u[:-1, 3]])
+            ok = ok and np.all(np.where(first, u[:, 2] == 0, u[:, 2] == prev_end))
+            ok = ok and np.all(u[:, 3] > 0) and np.all(u[:, 4] >= 0)
+            ok = ok and np.all(u[:, 4] + u[:, 3] <= len(q.d_scale))
+            ends = np.add.reduceat(u[:, 3], d[d[:, 5] > d[:, 4], 4])
+            ok = ok and np.array_equal(ends, d[d[:, 5] > d[:, 4], 1]) and np.all(
+                d[d[:, 5] == d[:, 4], 1] == 0)
+            ok = ok and np.all((u[:, 0] >= 0) & (u[:, 0] <= 5))
         if ok:  # every stored group and row lies inside its buffer
             size = {1: q.i8.size, 2: q.h16.size, 3: q.h16.size, 4: q.f32.size, 5: q.f64.size}
             blk = np.repeat(np.arange(len(q.lr_blk)), q.lr_blk[:, 5] - q.lr_blk[:, 4])
@@ -133,14 +145,12 @@ class QuantizedHMatrix(HMatrix):
                 for c, lim in size.items():
                     sel = g[:, 0] == c
                     ok = ok and np.all(off[sel] >= 0) and np.all(off[sel] + ln[sel] <= lim)
-            row_blk = np.repeat(np.arange(len(q.d_blk)), q.d_blk[:, 1])
-            code, off = q.d_row[:, 0], q.d_row[:, 1]
-            ok = ok and len(row_blk) == len(q.d_row) and np.all((code >= 0) & (code <= 5))
-            if ok:
-                ln = q.d_blk[row_blk, 3]
+            if len(u):
+                run_blk = np.repeat(np.arange(len(d)), d[:, 5] - d[:, 4])
+                ln = u[:, 3].astype(np.int64) * d[run_blk, 3]
                 for c, lim in size.items():
-                    sel = code == c
-                    ok = ok and np.all(off[sel] >= 0) and np.all(off[sel] + ln[sel] <= lim)
+                    sel = u[:, 0] == c
+                    ok = ok and np.all(u[sel, 1] >= 0) and np.all(u[sel, 1] + ln[sel] <= lim)
         for perm, size_ in ((self.row_perm, m), (self.col_perm, n)):
             if perm is not None:
                 ok = ok and perm.shape == (size_,) and np.array_equal(np.sort(perm),
@@ -169,7 +179,8 @@ class QuantizedHMatrix(HMatrix):
     def n_entries(self) -> int:
         q = self._q
         cols = int(np.sum(self.lr_desc[:, 4] * (self.lr_desc[:, 1] + self.lr_desc[:, 3])))
-        rows = np.repeat(q.d_blk[:, 3], q.d_blk[:, 1])[q.d_row[:, 0] > 0]
+        blk = np.repeat(np.arange(len(q.d_blk)), q.d_blk[:, 5] - q.d_blk[:, 4])
+        rows = (q.d_run[:, 3] * q.d_blk[blk, 3])[q.d_run[:, 0] > 0]
         return int(cols + rows.sum())
 
     def bytes_by_storage(self) -> dict:
@@ -211,9 +222,12 @@ class QuantizedHMatrix(HMatrix):
 
     def _dense64(self, b: int):
         q = self._q
-        r0, m, c0, n, lo = (int(v) for v in q.d_blk[b])
-        return np.stack([self._vector(int(q.d_row[lo + r, 0]), int(q.d_row[lo + r, 1]), n,
-                                      q.d_scale[lo + r]) for r in range(m)])
+        r0, m, c0, n, lo, hi = (int(v) for v in q.d_blk[b])
+        out = np.zeros((m, n))
+        for code, off, row, count, s_lo in q.d_run[lo:hi]:
+            sc = q.d_scale[s_lo:s_lo + count].astype(np.float64)[:, None]
+            out[row:row + count] = self._vector(code, off, count * n, 1.0).reshape(count, n) * sc
+        return out
 
     def lowrank_factors(self, b: int) -> tuple[np.ndarray, np.ndarray]:
         """``(U, Vt)`` of low-rank block ``b``, decoded (in ``dtype``)."""
@@ -231,7 +245,7 @@ class QuantizedHMatrix(HMatrix):
         for b, (r0, m, c0, n, _, _) in enumerate(self._q.lr_blk):
             u, vt = self._factors64(b)
             a[r0:r0 + m, c0:c0 + n] = u @ vt
-        for b, (r0, m, c0, n, _) in enumerate(self._q.d_blk):
+        for b, (r0, m, c0, n, _, _) in enumerate(self._q.d_blk):
             a[r0:r0 + m, c0:c0 + n] = self._dense64(b)
         if self.row_perm is not None or self.col_perm is not None:
             rp = self.row_perm if self.row_perm is not None else np.arange(self.shape[0])
@@ -253,9 +267,10 @@ class QuantizedHMatrix(HMatrix):
                 q.lr_blk[blk, 1] + q.lr_blk[blk, 3])
             cum = np.concatenate([[0], np.cumsum(grp_cost)])
             lr_cost = cum[q.lr_blk[:, 5]] - cum[q.lr_blk[:, 4]]
-            row_cost = per_item[q.d_row[:, 0]] * np.repeat(q.d_blk[:, 3], q.d_blk[:, 1])
-            cum = np.concatenate([[0], np.cumsum(row_cost)])
-            d_cost = cum[q.d_blk[:, 4] + q.d_blk[:, 1]] - cum[q.d_blk[:, 4]]
+            blk = np.repeat(np.arange(len(q.d_blk)), q.d_blk[:, 5] - q.d_blk[:, 4])
+            run_cost = per_item[q.d_run[:, 0]] * q.d_run[:, 3] * q.d_blk[blk, 3].astype(np.int64)
+            cum = np.concatenate([[0], np.cumsum(run_cost)])
+            d_cost = cum[q.d_blk[:, 5]] - cum[q.d_blk[:, 4]]
 
             def split(cost):
                 cum = np.cumsum(cost)
@@ -278,7 +293,7 @@ class QuantizedHMatrix(HMatrix):
         tb = np.empty((n_tasks, p, kmax), dtype=dtype)
         bu = np.empty((n_tasks, w), dtype=dtype)
         ub = np.empty((n_tasks, w), dtype=np.uint32)
-        kernel(q.lr_blk, q.lr_grp, q.lr_scale, q.d_blk, q.d_row, q.d_scale, q.f64, q.f32, q.h16,
+        kernel(q.lr_blk, q.lr_grp, q.lr_scale, q.d_blk, q.d_run, q.d_scale, q.f64, q.f32, q.h16,
                q.i8, lr_task, d_task, XT, acc, tb, bu, ub, dtype.type(0))
         return acc[0] if n_tasks == 1 else acc.sum(axis=0)
 

@@ -148,6 +148,6 @@ def test_load_rejects_corrupt_quantized_files(tmp_path):
     np.savez(tmp_path / "b2.npz", **bad)
     with pytest.raises(ValueError, match="q?i8|corrupt"):
         hmat.load(tmp_path / "b2.npz")
-    np.savez(tmp_path / "b3.npz", **{k: v for k, v in arrays.items() if k != "q_lr_grp"})
+    np.savez(tmp_path / "b3.npz", **{k: v for k, v in arrays.items() if k != "q_d_run"})
     with pytest.raises(ValueError, match="lacks arrays"):
         hmat.load(tmp_path / "b3.npz")

@@ -94,7 +94,7 @@ def test_fixed_precision_products_match_to_dense(precision):
     D = H.to_dense(np.float64)
     assert H.info["rel_error_fro"] == pytest.approx(
         np.linalg.norm(a - D) / np.linalg.norm(a), rel=1e-6)
-    codes = set(np.unique(H.store.lr_grp[:, 0])) | set(np.unique(H.store.d_row[:, 0]))
+    codes = set(np.unique(H.store.lr_grp[:, 0])) | set(np.unique(H.store.d_run[:, 0]))
     assert codes == {hmat.precision.CODE[precision]}
     for x, y in ((rng.standard_normal(50), rng.standard_normal(70)),
                  (rng.standard_normal((50, 3)), rng.standard_normal((70, 3)))):
