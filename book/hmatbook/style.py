@@ -171,8 +171,8 @@ def legend_outside(ax_or_fig, **kw):
 
 # ----------------------------------------------------------------------------- numbers, tables
 def fmt_number(x, digits: int = 3) -> str:
-    """A number for reading: ``digits`` significant digits, thousands separated, no exponent
-    between 1e-3 and 1e6; ``-`` for a missing value (None or NaN)."""
+    """A number for reading: at most ``digits`` significant digits (no trailing zeros),
+    thousands separated, no exponent between 1e-3 and 1e6; ``-`` for a missing value."""
     if x is None:
         return "-"
     if isinstance(x, bool):
@@ -191,11 +191,17 @@ def fmt_number(x, digits: int = 3) -> str:
         return "0"
     a = abs(v)
     if a >= 1e6 or a < 1e-3:
-        return f"{v:.{max(digits - 1, 0)}e}"
+        mant, exp = f"{v:.{max(digits - 1, 0)}e}".split("e")
+        return f"{_trim(mant)}e{exp}"
     if a >= 10 ** (digits - 1):
         return f"{v:,.0f}"
     decimals = digits - 1 - math.floor(math.log10(a))
-    return f"{v:,.{decimals}f}"
+    return _trim(f"{v:,.{decimals}f}")
+
+
+def _trim(text: str) -> str:
+    """0.300 -> 0.3, 5.00 -> 5 (the digits are significant digits at most)."""
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 class Table:
@@ -229,8 +235,13 @@ def table(df, *, units: Mapping[str, str] | None = None, digits: int | Mapping[s
     """
     import pandas as pd
 
+    if isinstance(getattr(df, "data", None), pd.DataFrame) and hasattr(df, "format"):
+        df = df.data  # a pandas Styler: its data, formatted here
+    if isinstance(df, pd.Series):
+        df = df.to_frame()
     if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"df must be a pandas DataFrame, got {type(df).__name__}")
+        raise TypeError(f"df must be a pandas DataFrame (or Series, Styler), got "
+                        f"{type(df).__name__}")
     if max_columns < 2:
         raise ValueError(f"max_columns must be >= 2, got {max_columns}")
     d = df.copy()
@@ -238,7 +249,8 @@ def table(df, *, units: Mapping[str, str] | None = None, digits: int | Mapping[s
         d = d.reset_index()
     else:
         d = d.reset_index(drop=True)
-    d.columns = [str(c) for c in d.columns]
+    d.columns = [" ".join(str(x) for x in c if str(x)) if isinstance(c, tuple) else str(c)
+                 for c in d.columns]
     missing = [c for c in (units or {}) if c not in d.columns]
     missing += [c for c in (keep or ()) if c not in d.columns]
     if isinstance(digits, Mapping):
@@ -289,6 +301,17 @@ def table(df, *, units: Mapping[str, str] | None = None, digits: int | Mapping[s
         foot.insert(0, f"- not run: {not_run}")
     foot_html = "".join(f"<p class='hmat-table-note'>{html.escape(x)}</p>" for x in foot)
     return Table(f"<div class='hmat-table-wrap'>{''.join(parts)}{foot_html}</div>", frames)
+
+
+def show(obj, **kw) -> None:
+    """Display ``obj`` the book's way: a DataFrame, Series or Styler through :func:`table`
+    (keywords as there), anything else as IPython would."""
+    import pandas as pd
+    from IPython.display import display
+
+    is_table = isinstance(obj, (pd.DataFrame, pd.Series)) or (
+        isinstance(getattr(obj, "data", None), pd.DataFrame) and hasattr(obj, "format"))
+    display(table(obj, **kw) if is_table else obj)
 
 
 def _is_missing(v) -> bool:

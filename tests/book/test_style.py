@@ -12,8 +12,9 @@ from hmatbook import ledger, style
 @pytest.mark.parametrize("x, digits, want", [
     (10.93651, 3, "10.9"), (219.9025, 3, "220"), (0.012345, 3, "0.0123"), (1234.5, 3, "1,234"),
     (0.0, 3, "0"), (float("nan"), 3, "-"), (None, 3, "-"), (12, 3, "12"), (1234567, 3, "1,234,567"),
-    (2.5e-5, 3, "2.50e-05"), (3.14159, 2, "3.1"), (True, 3, "yes"), (np.int64(5), 3, "5"),
-    (np.float32(0.5), 3, "0.500"), (-43.891, 4, "-43.89"), (float("inf"), 3, "inf"),
+    (2.5e-5, 3, "2.5e-05"), (3.14159, 2, "3.1"), (True, 3, "yes"), (np.int64(5), 3, "5"),
+    (np.float32(0.5), 3, "0.5"), (0.300001, 3, "0.3"), (5.0, 3, "5"), (-43.891, 4, "-43.89"),
+    (float("inf"), 3, "inf"),
 ])
 def test_fmt_number(x, digits, want):
     assert style.fmt_number(x, digits) == want
@@ -126,3 +127,22 @@ def test_summary_box_links_the_pages_downloads(tmp_path, monkeypatch):
     box = style.summary_box("page_x", "quick", setup="s", claim="c", result="r").data
     assert f"{style.DOWNLOADS_URL}/figures/page_x_fig.pdf" in box
     assert f"{style.DOWNLOADS_URL}/notebooks/page_x.ipynb" in box
+
+
+def test_table_takes_series_styler_and_multiindex_columns():
+    df = pd.DataFrame({"tol": [0.1, 0.2], "a": [1.0, 2.0], "b": [3.0, 4.0]})
+    wide = df.pivot_table(index="tol", values=["a", "b"], aggfunc="first")
+    wide.columns = pd.MultiIndex.from_tuples([("error", "a"), ("error", "b")])
+    (f,) = style.table(wide).frames
+    assert f.columns.tolist() == ["tol", "error a", "error b"]
+    (f,) = style.table(df.style.format({"a": "{:.1f}"})).frames
+    assert f.columns.tolist() == ["tol", "a", "b"]
+    (f,) = style.table(df["a"]).frames
+    assert f.columns.tolist() == ["a"]
+
+
+def test_show_tables_the_book_way_and_passes_the_rest(capsys):
+    style.show(pd.DataFrame({"x": [1.23456]}))
+    style.show("plain text")
+    out = capsys.readouterr().out
+    assert "1.23" in out and "1.23456" not in out and "plain text" in out
