@@ -86,6 +86,9 @@ def _check_use(mpl, mcolors):
     assert mcolors.to_hex("tab:red") == style.VERMILLION.lower()
     w, h = style.figsize(2)
     assert w == pytest.approx(style.CONTENT_WIDTH_IN) and h > 0
+    w3, _ = style.figsize(3)
+    w6, _ = style.figsize(6)
+    assert style.CONTENT_WIDTH_IN < w3 < w6 == pytest.approx(1.25 * style.CONTENT_WIDTH_IN, 0.01)
     with pytest.raises(ValueError, match="ncols"):
         style.figsize(0)
 
