@@ -4,7 +4,8 @@ Each stored column of a low-rank block (``U[:, i]``, ``Vt[i]``) and each stored 
 block is read where it lies and applied to every vector: the matrix is never expanded to
 float32 or float64. int8, float32 and float64 are read in place (int8 converted in the dot
 product, its float32 scale applied to the result); bfloat16 and float16 are decoded into a small
-per-thread buffer first: bfloat16 as the upper half of a float32 (a shift), float16 by moving
+per-thread buffer first (a low-rank group whole, ``(m + n) k`` values; a dense row at a
+time): bfloat16 as the upper half of a float32 (a shift), float16 by moving
 its exponent and mantissa into a float32 and multiplying by 2**112 (exact for normal and
 subnormal values, which is all we store: float16 overflow is never chosen). Loops run over
 slices (``a[j]``, ``x[j]`` with ``j`` from 0), which numba vectorises; indexing ``i8[off + j]``
@@ -58,112 +59,89 @@ def _axpy(t, a, y, n):
         y[j] += t * a[j]
 
 
+# ---------------------------------------------------------------- one group / run, one type
 @njit(cache=True, fastmath=True)
-def _dots(a, V, lo, n, out, j, s, add, zero):
-    """For every vector q: ``out[q, j] (+)= s * (a . V[q, lo:lo+n])``."""
-    for q in range(V.shape[0]):
-        d = _dot(a, V[q, lo:lo + n], n, zero) * s
-        if add:
-            out[q, j] += d
-        else:
-            out[q, j] = d
-
-
-@njit(cache=True, fastmath=True)
-def _axpys(a, C, j, s, out, lo, n):
-    """For every vector q: ``out[q, lo:lo+n] += (s * C[q, j]) * a``."""
-    for q in range(C.shape[0]):
-        _axpy(C[q, j] * s, a, out[q, lo:lo + n], n)
-
-
-@njit(cache=True, fastmath=True)
-def _dots_code(code, off, n, f64, f32, h16, i8, buf, ubuf, V, lo, out, j, s, add, zero):
-    """:func:`_dots` with the stored vector at ``off`` of the buffer of ``code``."""
-    if code == 1:
-        _dots(i8[off:off + n], V, lo, n, out, j, s, add, zero)
-    elif code == 4:
-        _dots(f32[off:off + n], V, lo, n, out, j, s, add, zero)
-    elif code == 5:
-        _dots(f64[off:off + n], V, lo, n, out, j, s, add, zero)
-    else:
-        _decode(code, h16[off:off + n], n, buf, ubuf)
-        _dots(buf[:n], V, lo, n, out, j, s, add, zero)
+def _group(U, ou, V, ov, m, n, k, c0, r0, sc, lo, X, acc, zero, transposed):
+    """Columns ``lo..lo+k`` of a low-rank block: ``U_g^T`` (k x m) at ``U[ou:]`` and ``Vt_g``
+    (k x n) at ``V[ov:]``, row-major, so both factors are read as k contiguous rows. Forward,
+    per column c: ``y[r0:] += (s_c Vt_g[c] . x[c0:]) U_g[:, c]``; transposed:
+    ``x[c0:] += (s_c U_g[:, c] . y[r0:]) Vt_g[c]`` (``s_c`` the product of the scales)."""
+    for c in range(k):
+        s = (zero + sc[lo + c, 0]) * sc[lo + c, 1]
+        u = U[ou + c * m:ou + c * m + m]
+        v = V[ov + c * n:ov + c * n + n]
+        for q in range(X.shape[0]):
+            if transposed:
+                _axpy(_dot(u, X[q, r0:r0 + m], m, zero) * s, v, acc[q, c0:c0 + n], n)
+            else:
+                _axpy(_dot(v, X[q, c0:c0 + n], n, zero) * s, u, acc[q, r0:r0 + m], m)
 
 
 @njit(cache=True, fastmath=True)
-def _axpys_code(code, off, n, f64, f32, h16, i8, buf, ubuf, C, j, s, out, lo):
-    """:func:`_axpys` with the stored vector at ``off`` of the buffer of ``code``."""
-    if code == 1:
-        _axpys(i8[off:off + n], C, j, s, out, lo, n)
-    elif code == 4:
-        _axpys(f32[off:off + n], C, j, s, out, lo, n)
-    elif code == 5:
-        _axpys(f64[off:off + n], C, j, s, out, lo, n)
-    else:
-        _decode(code, h16[off:off + n], n, buf, ubuf)
-        _axpys(buf[:n], C, j, s, out, lo, n)
+def _rows(D, off, count, n, c0, r, sc, s_lo, X, acc, zero, transposed):
+    """Rows ``r..r+count`` (output rows) of a dense block, row-major at ``D[off:]``, scales
+    ``sc[s_lo:]``: ``y[r+i] += s_i D_i . x[c0:]`` (transposed: ``x[c0:] += s_i y[r+i] D_i``)."""
+    p = X.shape[0]
+    for i in range(count):
+        a = D[off + i * n:off + i * n + n]
+        s = zero + sc[s_lo + i]
+        for q in range(p):
+            if transposed:
+                _axpy(X[q, r + i] * s, a, acc[q, c0:c0 + n], n)
+            else:
+                acc[q, r + i] += _dot(a, X[q, c0:c0 + n], n, zero) * s
 
 
+# ---------------------------------------------------------------- blocks
 @njit(cache=True, fastmath=True)
-def _lowrank(lr_blk, lr_grp, lr_scale, f64, f32, h16, i8, b, V, acc, tb, buf, ubuf, zero,
+def _lowrank(lr_blk, lr_grp, lr_scale, f64, f32, h16, i8, b, X, acc, buf, ubuf, zero,
              transposed):
-    """Low-rank block ``b``, one group of columns of one storage type at a time. Forward:
-    ``t = diag(su sv) Vt_g x`` (rows of ``Vt_g``), then ``y[i] += U_g[i] . t`` (rows of
-    ``U_g``). Transposed: ``t = U_g^T y`` (rows of ``U_g``), scaled, then ``x += t_c Vt_g[c]``."""
+    """Low-rank block ``b``, group by group: int8/float32/float64 read in place,
+    bfloat16/float16 groups decoded into the thread's buffer first (``(m + n) k`` values)."""
     r0, m, c0, n = lr_blk[b, 0], lr_blk[b, 1], lr_blk[b, 2], lr_blk[b, 3]
-    one = zero + 1
     for g in range(lr_blk[b, 4], lr_blk[b, 5]):
-        code, ou, ov, lo, hi = lr_grp[g, 0], lr_grp[g, 1], lr_grp[g, 2], lr_grp[g, 3], \
-            lr_grp[g, 4]
-        k = hi - lo
-        if not transposed:
-            for c in range(k):
-                s = (zero + lr_scale[lo + c, 0]) * lr_scale[lo + c, 1]
-                _dots_code(code, ov + c * n, n, f64, f32, h16, i8, buf, ubuf, V, c0, tb, c, s,
-                           False, zero)
-            for i in range(m):
-                _dots_code(code, ou + i * k, k, f64, f32, h16, i8, buf, ubuf, tb, 0, acc,
-                           r0 + i, one, True, zero)
+        code, ou, ov, lo = lr_grp[g, 0], lr_grp[g, 1], lr_grp[g, 2], lr_grp[g, 3]
+        k = lr_grp[g, 4] - lo
+        if code == 1:
+            _group(i8, ou, i8, ov, m, n, k, c0, r0, lr_scale, lo, X, acc, zero, transposed)
+        elif code == 4:
+            _group(f32, ou, f32, ov, m, n, k, c0, r0, lr_scale, lo, X, acc, zero, transposed)
+        elif code == 5:
+            _group(f64, ou, f64, ov, m, n, k, c0, r0, lr_scale, lo, X, acc, zero, transposed)
         else:
-            for q in range(V.shape[0]):
-                for c in range(k):
-                    tb[q, c] = zero
-            for i in range(m):
-                _axpys_code(code, ou + i * k, k, f64, f32, h16, i8, buf, ubuf, V, r0 + i, one,
-                            tb, 0)
-            for c in range(k):
-                s = (zero + lr_scale[lo + c, 0]) * lr_scale[lo + c, 1]
-                _axpys_code(code, ov + c * n, n, f64, f32, h16, i8, buf, ubuf, tb, c, s, acc,
-                            c0)
+            _decode(code, h16[ou:ou + m * k], m * k, buf, ubuf)
+            _decode(code, h16[ov:ov + k * n], k * n, buf[m * k:], ubuf)
+            _group(buf, 0, buf, m * k, m, n, k, c0, r0, lr_scale, lo, X, acc, zero, transposed)
 
 
 @njit(cache=True, fastmath=True)
-def _dense(d_blk, d_run, d_scale, f64, f32, h16, i8, b, V, acc, buf, ubuf, zero, transposed):
-    """Every stored row of dense block ``b``, run by run."""
+def _dense(d_blk, d_run, d_scale, f64, f32, h16, i8, b, X, acc, buf, ubuf, zero, transposed):
+    """Dense block ``b``, run by run (bfloat16/float16 rows decoded one at a time)."""
     r0, c0, n = d_blk[b, 0], d_blk[b, 2], d_blk[b, 3]
     for u in range(d_blk[b, 4], d_blk[b, 5]):
         code, off, row, count, s_lo = d_run[u, 0], d_run[u, 1], d_run[u, 2], d_run[u, 3], \
             d_run[u, 4]
-        if code == 0:
-            continue
-        for r in range(count):
-            s = zero + d_scale[s_lo + r]
-            if transposed:
-                _axpys_code(code, off + r * n, n, f64, f32, h16, i8, buf, ubuf, V, r0 + row + r,
-                            s, acc, c0)
-            else:
-                _dots_code(code, off + r * n, n, f64, f32, h16, i8, buf, ubuf, V, c0, acc,
-                           r0 + row + r, s, True, zero)
+        if code == 1:
+            _rows(i8, off, count, n, c0, r0 + row, d_scale, s_lo, X, acc, zero, transposed)
+        elif code == 4:
+            _rows(f32, off, count, n, c0, r0 + row, d_scale, s_lo, X, acc, zero, transposed)
+        elif code == 5:
+            _rows(f64, off, count, n, c0, r0 + row, d_scale, s_lo, X, acc, zero, transposed)
+        elif code != 0:
+            for i in range(count):
+                _decode(code, h16[off + i * n:off + i * n + n], n, buf, ubuf)
+                _rows(buf, 0, 1, n, c0, r0 + row + i, d_scale, s_lo + i, X, acc, zero,
+                      transposed)
 
 
 @njit(cache=True, parallel=True, fastmath=True)
 def matmat(lr_blk, lr_grp, lr_scale, d_blk, d_run, d_scale, f64, f32, h16, i8, lr_task,
-           d_task, XT, acc, tb, buf, ubuf, zero):
+           d_task, XT, acc, buf, ubuf, zero):
     """``acc[t] (p, m) += H_t @ XT.T`` over the blocks of task ``t``."""
     for t in prange(acc.shape[0]):
         for b in range(lr_task[t], lr_task[t + 1]):
-            _lowrank(lr_blk, lr_grp, lr_scale, f64, f32, h16, i8, b, XT, acc[t], tb[t],
-                     buf[t], ubuf[t], zero, False)
+            _lowrank(lr_blk, lr_grp, lr_scale, f64, f32, h16, i8, b, XT, acc[t], buf[t],
+                     ubuf[t], zero, False)
         for b in range(d_task[t], d_task[t + 1]):
             _dense(d_blk, d_run, d_scale, f64, f32, h16, i8, b, XT, acc[t], buf[t], ubuf[t],
                    zero, False)
@@ -171,12 +149,12 @@ def matmat(lr_blk, lr_grp, lr_scale, d_blk, d_run, d_scale, f64, f32, h16, i8, l
 
 @njit(cache=True, parallel=True, fastmath=True)
 def rmatmat(lr_blk, lr_grp, lr_scale, d_blk, d_run, d_scale, f64, f32, h16, i8, lr_task,
-            d_task, YT, acc, tb, buf, ubuf, zero):
+            d_task, YT, acc, buf, ubuf, zero):
     """``acc[t] (p, n) += (H_t.T @ YT.T).T`` over the blocks of task ``t``."""
     for t in prange(acc.shape[0]):
         for b in range(lr_task[t], lr_task[t + 1]):
-            _lowrank(lr_blk, lr_grp, lr_scale, f64, f32, h16, i8, b, YT, acc[t], tb[t],
-                     buf[t], ubuf[t], zero, True)
+            _lowrank(lr_blk, lr_grp, lr_scale, f64, f32, h16, i8, b, YT, acc[t], buf[t],
+                     ubuf[t], zero, True)
         for b in range(d_task[t], d_task[t + 1]):
             _dense(d_blk, d_run, d_scale, f64, f32, h16, i8, b, YT, acc[t], buf[t], ubuf[t],
                    zero, True)

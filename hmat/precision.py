@@ -440,16 +440,16 @@ class QStore(NamedTuple):
 
     Low rank: ``lr_blk`` (B, 6) int32 ``(r0, m, c0, n, grp_lo, grp_hi)``; the columns of a
     block are grouped by storage type, ``lr_grp`` (G, 5) int32 ``(code, off_u, off_v,
-    col_lo, col_hi)`` with ``U_g`` (m x k_g, row-major) at ``off_u`` and ``Vt_g`` (k_g x n,
-    row-major) at ``off_v`` of the code's buffer, and ``lr_scale`` (C, 2) float32 the scales of
-    each column of ``U`` and row of ``Vt`` (1 for float types). Dense: ``d_blk`` (D, 6)
-    ``(r0, m, c0, n, run_lo, run_hi)``; runs of consecutive rows of one type, ``d_run`` (U, 5)
-    ``(code, off, row, count, scale_lo)``: rows ``row .. row+count`` of the block, row-major at
-    ``off`` (code 0: zero rows, not stored), their scales at ``d_scale[scale_lo:]``.
-    Buffers: ``f64``, ``f32``, ``h16`` (bfloat16 and float16 bits) and ``i8``. Row-major groups
-    let the product read ``U`` by rows, as the float kernels do, instead of updating the output
-    once per column; runs keep the table at 4 bytes per dense row (was 12 per row: 37 % on top
-    of a 32-entry int8 row)."""
+    col_lo, col_hi)`` with ``U_g^T`` (k_g x m, row-major: the columns of ``U_g``) at ``off_u``
+    and ``Vt_g`` (k_g x n, row-major) at ``off_v`` of the code's buffer, and ``lr_scale``
+    (C, 2) float32 the scales of each column of ``U`` and row of ``Vt`` (1 for float types).
+    Dense: ``d_blk`` (D, 6) ``(r0, m, c0, n, run_lo, run_hi)``; runs of consecutive rows of
+    one type, ``d_run`` (U, 5) ``(code, off, row, count, scale_lo)``: rows ``row .. row+count``
+    of the block, row-major at ``off`` (code 0: zero rows, not stored), their scales at
+    ``d_scale[scale_lo:]``.
+    Buffers: ``f64``, ``f32``, ``h16`` (bfloat16 and float16 bits) and ``i8``. Groups and runs
+    keep the tables small: 8 bytes of scales per column, 4 per dense row (per-column and
+    per-row tables took 20 and 12 bytes: 37 % on top of a 32-entry int8 row)."""
 
     lr_blk: np.ndarray
     lr_grp: np.ndarray
@@ -508,7 +508,7 @@ def pack_leaves(leaves) -> QStore:
             g_lo = len(lr_grp)
             for code in sorted({int(c) for c in lf.codes if c}):
                 cols = [i for i, c in enumerate(lf.codes) if c == code]
-                u = np.stack([lf.u[i] for i in cols], axis=1)  # (m, k_g)
+                u = np.stack([lf.u[i] for i in cols], axis=0)  # U_g^T: (k_g, m)
                 vt = np.stack([lf.vt[i] for i in cols], axis=0)  # (k_g, n)
                 c_lo = len(lr_scale)
                 lr_scale.extend(lf.scales[i] for i in cols)

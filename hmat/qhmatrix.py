@@ -216,7 +216,7 @@ class QuantizedHMatrix(HMatrix):
         for code, ou, ov, c_lo, c_hi in q.lr_grp[lo:hi]:
             k = int(c_hi - c_lo)
             sc = q.lr_scale[c_lo:c_hi].astype(np.float64)
-            us.append(self._vector(code, ou, m * k, 1.0).reshape(m, k) * sc[:, 0])
+            us.append(self._vector(code, ou, k * m, 1.0).reshape(k, m).T * sc[:, 0])
             vts.append(self._vector(code, ov, k * n, 1.0).reshape(k, n) * sc[:, 1:])
         return np.hstack(us), np.vstack(vts)
 
@@ -281,6 +281,19 @@ class QuantizedHMatrix(HMatrix):
             self._tasks[n_tasks] = (split(lr_cost), split(d_cost))
         return self._tasks[n_tasks]
 
+    def _buffer_size(self) -> int:
+        """Per-thread buffer of decoded values: the largest bfloat16/float16 group
+        ``(m + n) k`` or dense row."""
+        if not hasattr(self, "_bufsz"):
+            q = self._q
+            blk = np.repeat(np.arange(len(q.lr_blk)), q.lr_blk[:, 5] - q.lr_blk[:, 4])
+            k = (q.lr_grp[:, 4] - q.lr_grp[:, 3]).astype(np.int64)
+            half = (q.lr_grp[:, 0] == 2) | (q.lr_grp[:, 0] == 3)
+            grp = k * (q.lr_blk[blk, 1] + q.lr_blk[blk, 3]).astype(np.int64)
+            w = max(int(grp[half].max(initial=0)), int(q.d_blk[:, 3].max(initial=0))) + 1
+            self._bufsz = w
+        return self._bufsz
+
     def _run(self, kernel, XT, out_len):
         q = self._q
         p = XT.shape[0]
@@ -288,13 +301,11 @@ class QuantizedHMatrix(HMatrix):
         n_tasks = get_num_threads() if self.nbytes * p >= _PARALLEL_MIN_BYTES else 1
         lr_task, d_task = self._task_split(n_tasks)
         acc = np.zeros((n_tasks, p, out_len), dtype=dtype)
-        w = max(self.shape) + 1
-        kmax = int(max(self.lr_desc[:, 4].max(initial=0), 1))
-        tb = np.empty((n_tasks, p, kmax), dtype=dtype)
+        w = self._buffer_size()
         bu = np.empty((n_tasks, w), dtype=dtype)
         ub = np.empty((n_tasks, w), dtype=np.uint32)
         kernel(q.lr_blk, q.lr_grp, q.lr_scale, q.d_blk, q.d_run, q.d_scale, q.f64, q.f32, q.h16,
-               q.i8, lr_task, d_task, XT, acc, tb, bu, ub, dtype.type(0))
+               q.i8, lr_task, d_task, XT, acc, bu, ub, dtype.type(0))
         return acc[0] if n_tasks == 1 else acc.sum(axis=0)
 
     def matvec(self, x) -> np.ndarray:
