@@ -151,7 +151,7 @@ def test_summarize_issue11_goals_use_cpu_time_on_one_thread():
     def b(median, **info):
         return {"stats": {"median": median}, "extra_info": info}
 
-    common = dict(kind="product", matrix="m", dtype="float32", threads=1)
+    common = dict(kind="product", matrix=bench_summary.GOAL_MATRIX, dtype="float32", threads=1)
     benches = [
         b(2.0, p=1, impl="numpy", rank=None, nbytes=100, flops=200.0, cpu_median_s=1.0, **common),
         b(1.0, p=1, impl="hmat", rank=30, nbytes=50, flops=100.0, cpu_median_s=0.6, **common),
@@ -166,7 +166,11 @@ def test_summarize_issue11_goals_use_cpu_time_on_one_thread():
         b(1e-4, kind="phase", phase="vt", dtype="float32", nbytes=1e5, threads=1,
           cpu_median_s=5e-5),
     ]
+    other = dict(common, matrix="another")  # not the classifier: no goal
+    benches += [b(1.0, p=1, impl="numpy", rank=None, nbytes=100, flops=200.0, **other),
+                b(9.0, p=1, impl="hmat", rank=30, nbytes=50, flops=100.0, **other)]
     s = bench_summary.summarize(benches, changes=[{"change": "x"}])
+    assert all(x.get("matrix") != "another" for x in s["goals"])
     g = {(x.get("p"), x["goal"].split(":")[0]): x for x in s["goals"]}
     one = g[(1, "1 vector(s)")]  # CPU ratio 0.6 against 1.1 x 0.5
     assert one["clock"] == "cpu" and one["ratio"] == pytest.approx(0.6)
