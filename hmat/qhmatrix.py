@@ -325,6 +325,14 @@ class QuantizedHMatrix(HMatrix):
 
     matmat = matvec
 
+    def __matmul__(self, x):  # spelled out: the float HMatrix's product path may change
+        return self.matvec(x)
+
+    def __rmatmul__(self, x):
+        """``x @ H`` = ``(H.T @ x.T).T`` for a vector or a matrix of row vectors."""
+        x = np.asarray(x)
+        return self.rmatvec(x) if x.ndim == 1 else self.rmatvec(x.T).T
+
     def rmatvec(self, y) -> np.ndarray:
         """``H.T @ y`` for a vector (m,) or a matrix (m, p)."""
         y, dtype = self._prepare(y, self.shape[0], "y")

@@ -154,3 +154,26 @@ def test_tiny_tol_keeps_float64_and_the_bound():
     H = hmat.compress(a, tol=1e-9, precision="adaptive", leaf_size=8)
     assert H.dtype == np.float64
     assert np.linalg.norm(a - H.to_dense()) <= 1e-9 * np.linalg.norm(a)
+
+
+@pytest.mark.parametrize("precision", ["float16", "bfloat16"])
+def test_half_decoding_in_the_kernel_covers_zeros_subnormals_and_signs(precision):
+    rng = np.random.default_rng(11)
+    a = rng.standard_normal((24, 40)) * 10.0 ** rng.integers(-8, 3, (24, 40))  # subnormal halves
+    a[::5] = 0.0
+    H = hmat.compress(a, rank=2, admissibility="weak", precision=precision, leaf_size=64)
+    assert len(H.d_desc) == 1  # one dense block: every entry goes through the row decoder
+    D = H.to_dense(np.float64)
+    if precision == "float16":  # decoding is exact
+        np.testing.assert_array_equal(D, a.astype(np.float16).astype(np.float64))
+    # a low-rank block of tiny values: the group decoder
+    L = hmat.compress(a[:, :3] @ a[:3] * 1e-9, rank=3, admissibility="all",
+                      precision=precision, leaf_size=64)
+    assert len(L.lr_desc) == 1
+    x, y = rng.standard_normal(40), rng.standard_normal(24)
+    for M in (H, L):
+        D = M.to_dense(np.float64)
+        for dt in (np.float32, np.float64):
+            tol = dict(rtol=1e-5 if dt == np.float32 else 1e-12, atol=1e-9 * np.abs(D).sum())
+            np.testing.assert_allclose(M @ x.astype(dt), D @ x, **tol)
+            np.testing.assert_allclose(M.T @ y.astype(dt), D.T @ y, **tol)
