@@ -140,27 +140,32 @@ def _dense(d_blk, d_run, d_scale, f64, f32, h16, i8, b, X, acc, buf, ubuf, zero,
                       transposed)
 
 
-@njit(cache=True, parallel=True, fastmath=True)
-def matmat(lr_blk, lr_grp, lr_scale, d_blk, d_run, d_scale, f64, f32, h16, i8, lr_task,
-           d_task, XT, acc, buf, ubuf, zero):
-    """``acc[t] (p, m) += H_t @ XT.T`` over the blocks of task ``t``."""
-    for t in prange(acc.shape[0]):
-        for b in range(lr_task[t], lr_task[t + 1]):
-            _lowrank(lr_blk, lr_grp, lr_scale, f64, f32, h16, i8, b, XT, acc[t], buf[t],
-                     ubuf[t], zero, False)
-        for b in range(d_task[t], d_task[t + 1]):
-            _dense(d_blk, d_run, d_scale, f64, f32, h16, i8, b, XT, acc[t], buf[t], ubuf[t],
-                   zero, False)
+@njit(cache=True, fastmath=True)
+def _task(lr_blk, lr_grp, lr_scale, d_blk, d_run, d_scale, f64, f32, h16, i8, lr_task, d_task,
+          t, X, acc, buf, ubuf, zero, transposed):
+    """The blocks of task ``t`` into its accumulator ``acc`` (p, m) (transposed: (p, n))."""
+    for b in range(lr_task[t], lr_task[t + 1]):
+        _lowrank(lr_blk, lr_grp, lr_scale, f64, f32, h16, i8, b, X, acc, buf, ubuf, zero,
+                 transposed)
+    for b in range(d_task[t], d_task[t + 1]):
+        _dense(d_blk, d_run, d_scale, f64, f32, h16, i8, b, X, acc, buf, ubuf, zero,
+               transposed)
+
+
+@njit(cache=True, fastmath=True)
+def product(lr_blk, lr_grp, lr_scale, d_blk, d_run, d_scale, f64, f32, h16, i8, lr_task,
+            d_task, X, acc, buf, ubuf, zero, transposed):
+    """One task on the calling thread: a parallel launch costs ~40 us, more than a small
+    product (``acc`` (1, p, out))."""
+    _task(lr_blk, lr_grp, lr_scale, d_blk, d_run, d_scale, f64, f32, h16, i8, lr_task, d_task,
+          0, X, acc[0], buf[0], ubuf[0], zero, transposed)
 
 
 @njit(cache=True, parallel=True, fastmath=True)
-def rmatmat(lr_blk, lr_grp, lr_scale, d_blk, d_run, d_scale, f64, f32, h16, i8, lr_task,
-            d_task, YT, acc, buf, ubuf, zero):
-    """``acc[t] (p, n) += (H_t.T @ YT.T).T`` over the blocks of task ``t``."""
+def product_parallel(lr_blk, lr_grp, lr_scale, d_blk, d_run, d_scale, f64, f32, h16, i8,
+                     lr_task, d_task, X, acc, buf, ubuf, zero, transposed):
+    """Every task on its own thread, each into its own accumulator ``acc[t]``; forward
+    ``acc[t] (p, m) += H_t @ X.T``, transposed ``acc[t] (p, n) += (H_t.T @ X.T).T``."""
     for t in prange(acc.shape[0]):
-        for b in range(lr_task[t], lr_task[t + 1]):
-            _lowrank(lr_blk, lr_grp, lr_scale, f64, f32, h16, i8, b, YT, acc[t], buf[t],
-                     ubuf[t], zero, True)
-        for b in range(d_task[t], d_task[t + 1]):
-            _dense(d_blk, d_run, d_scale, f64, f32, h16, i8, b, YT, acc[t], buf[t], ubuf[t],
-                   zero, True)
+        _task(lr_blk, lr_grp, lr_scale, d_blk, d_run, d_scale, f64, f32, h16, i8, lr_task,
+              d_task, t, X, acc[t], buf[t], ubuf[t], zero, transposed)

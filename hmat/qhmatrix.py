@@ -25,9 +25,9 @@ from .precision import (
 
 __all__ = ["QuantizedHMatrix"]
 
-# below this many stored bytes times vectors a product runs on one thread (thread start-up
-# costs more than it saves)
-_PARALLEL_MIN_BYTES = 1 << 18
+# below this many stored bytes times vectors a product runs on the calling thread: a parallel
+# launch costs ~40 us (an 8 x 8 int8 matrix, one vector: 50 us through prange, 10 us without)
+_PARALLEL_MIN_BYTES = 1 << 20
 
 _FIELDS = {"lr_blk": (np.int32, 2), "lr_grp": (np.int32, 2), "lr_scale": (np.float32, 2),
            "d_blk": (np.int32, 2), "d_run": (np.int32, 2), "d_scale": (np.float32, 1),
@@ -71,6 +71,7 @@ class QuantizedHMatrix(HMatrix):
                                        np.zeros(len(q.d_blk), np.int64)]).reshape(-1, 5)
         self._check_store()
         self._tasks = {}
+        self._nbytes = self.nbytes
 
     @classmethod
     def from_hmatrix(cls, H: HMatrix, precision: str, tol: float | None = None):
@@ -294,18 +295,19 @@ class QuantizedHMatrix(HMatrix):
             self._bufsz = w
         return self._bufsz
 
-    def _run(self, kernel, XT, out_len):
+    def _run(self, XT, out_len, transposed):
         q = self._q
         p = XT.shape[0]
         dtype = XT.dtype
-        n_tasks = get_num_threads() if self.nbytes * p >= _PARALLEL_MIN_BYTES else 1
+        n_tasks = get_num_threads() if self._nbytes * p >= _PARALLEL_MIN_BYTES else 1
         lr_task, d_task = self._task_split(n_tasks)
         acc = np.zeros((n_tasks, p, out_len), dtype=dtype)
         w = self._buffer_size()
         bu = np.empty((n_tasks, w), dtype=dtype)
         ub = np.empty((n_tasks, w), dtype=np.uint32)
+        kernel = _qkernels.product if n_tasks == 1 else _qkernels.product_parallel
         kernel(q.lr_blk, q.lr_grp, q.lr_scale, q.d_blk, q.d_run, q.d_scale, q.f64, q.f32, q.h16,
-               q.i8, lr_task, d_task, XT, acc, bu, ub, dtype.type(0))
+               q.i8, lr_task, d_task, XT, acc, bu, ub, dtype.type(0), transposed)
         return acc[0] if n_tasks == 1 else acc.sum(axis=0)
 
     def matvec(self, x) -> np.ndarray:
@@ -316,7 +318,7 @@ class QuantizedHMatrix(HMatrix):
             XT = np.ascontiguousarray(x if cp is None else x[cp], dtype=dtype).reshape(1, -1)
         else:
             XT = np.ascontiguousarray(x.T if cp is None else x.T[:, cp], dtype=dtype)
-        YT = self._run(_qkernels.matmat, XT, self.shape[0])
+        YT = self._run(XT, self.shape[0], False)
         if rp is not None:
             out = np.empty_like(YT)
             out[:, rp] = YT
@@ -341,7 +343,7 @@ class QuantizedHMatrix(HMatrix):
             YT = np.ascontiguousarray(y if rp is None else y[rp], dtype=dtype).reshape(1, -1)
         else:
             YT = np.ascontiguousarray(y.T if rp is None else y.T[:, rp], dtype=dtype)
-        XT = self._run(_qkernels.rmatmat, YT, self.shape[1])
+        XT = self._run(YT, self.shape[1], True)
         if cp is not None:
             out = np.empty_like(XT)
             out[:, cp] = XT

@@ -177,3 +177,16 @@ def test_half_decoding_in_the_kernel_covers_zeros_subnormals_and_signs(precision
             tol = dict(rtol=1e-5 if dt == np.float32 else 1e-12, atol=1e-9 * np.abs(D).sum())
             np.testing.assert_allclose(M @ x.astype(dt), D @ x, **tol)
             np.testing.assert_allclose(M.T @ y.astype(dt), D.T @ y, **tol)
+
+
+def test_parallel_products_equal_serial(monkeypatch):
+    a = _decaying(12, 90, 70)
+    H = hmat.compress(a, tol=1e-3, precision="adaptive", leaf_size=10)
+    rng = np.random.default_rng(12)
+    X, Y = rng.standard_normal((70, 3)), rng.standard_normal((90, 3))
+    serial = (H @ X, H.T @ Y, H @ X[:, 0])
+    monkeypatch.setattr(hmat.qhmatrix, "_PARALLEL_MIN_BYTES", 0)
+    with hmat.limit_threads(2):
+        H._tasks.clear()
+        for got, ref in zip((H @ X, H.T @ Y, H @ X[:, 0]), serial, strict=True):
+            np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12 * np.abs(ref).max())
