@@ -24,23 +24,42 @@ def _dedupe_scripts(app, pagename, templatename, context, doctree):
 SOURCE_LABELS = ("Thesis Fig.", "Thesis Table")
 
 
-def _unnumber_source_figures(app, doctree):
-    """A figure whose caption starts with a source's label ("Thesis Fig. 2, rebuilt.") gets no
-    book number: sphinx numbers only figures with ids, so its ids are dropped (nothing links to
-    them). A reader holding the thesis finds "Thesis Fig. 2", not "Figure 11"."""
+def _mark_source_figures(app, doctree):
+    """Note the figures whose caption starts with a source's label ("Thesis Fig. 2, rebuilt.")."""
     from docutils import nodes
 
+    marked = []
     for fig in doctree.findall(nodes.figure):
         caption = next(iter(fig.findall(nodes.caption)), None)
-        if caption is not None and caption.astext().lstrip().startswith(SOURCE_LABELS):
-            for i in fig["ids"]:
-                doctree.ids.pop(i, None)
-            fig["ids"] = []
-            fig["names"] = []
+        if fig["ids"] and caption is not None and \
+                caption.astext().lstrip().startswith(SOURCE_LABELS):
+            marked.append(fig["ids"][0])
+    app.env.hmat_source_figures = {**getattr(app.env, "hmat_source_figures", {}),
+                                   app.env.docname: marked}
+
+
+def _unnumber_source_figures(app, env):
+    """After sphinx numbered the figures: the source-labelled ones lose their book number and
+    the others are numbered 1, 2, ... again in reading order. A reader holding the thesis finds
+    "Thesis Fig. 2", not "Figure 11"."""
+    marked = getattr(env, "hmat_source_figures", {})
+    entries = []
+    for docname, by_type in env.toc_fignumbers.items():
+        numbers = by_type.get("figure", {})
+        for fid in marked.get(docname, []):
+            numbers.pop(fid, None)
+        entries += [(num, docname, fid) for fid, num in numbers.items()]
+    if any(len(num) != 1 for num, _, _ in entries):
+        return []  # numbered per section: leave sphinx's numbers alone
+    for k, (_, docname, fid) in enumerate(sorted(entries), 1):
+        env.toc_fignumbers[docname]["figure"][fid] = (k,)
+    return []
 
 
 def setup(app):
-    app.connect("doctree-read", _unnumber_source_figures)
+    app.connect("doctree-read", _mark_source_figures)
+    # after sphinx's own figure numbering (the toctree collector, default priority)
+    app.connect("env-get-updated", _unnumber_source_figures, priority=900)
     # late: other extensions add their scripts to the page in this same event
     app.connect("html-page-context", _dedupe_scripts, priority=990)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
