@@ -295,10 +295,13 @@ def table(df, *, units: Mapping[str, str] | None = None, digits: int | Mapping[s
         if caption:
             cap = caption if len(frames) == 1 else f"{caption} ({k + 1} of {len(frames)})"
             cap = f"<caption>{html.escape(cap)}</caption>"
-        body = f.to_html(index=False, escape=True, border=0, classes="hmat-table")
-        if cap:
-            body = body.replace(">\n  <thead>", f">\n{cap}\n  <thead>", 1)
-        parts.append(body)
+        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in f.columns)
+        rows = "".join(
+            "<tr>" + "".join(f"<td class='{'num' if _numeric_text(v) else 'text'}'>"
+                             f"{html.escape(str(v))}</td>" for v in row) + "</tr>"
+            for row in f.itertuples(index=False))
+        parts.append(f"<table class='hmat-table'>{cap}<thead><tr>{head}</tr></thead>"
+                     f"<tbody>{rows}</tbody></table>")
     foot = list(notes)
     if has_missing and not_run:
         foot.insert(0, f"- not run: {not_run}")
@@ -315,6 +318,20 @@ def show(obj, **kw) -> None:
     is_table = isinstance(obj, (pd.DataFrame, pd.Series)) or (
         isinstance(getattr(obj, "data", None), pd.DataFrame) and hasattr(obj, "format"))
     display(table(obj, **kw) if is_table else obj)
+
+
+def _numeric_text(text) -> bool:
+    """A formatted number, a missing value ("-") or a range ("1.2 to 3.4"): right-aligned."""
+    parts = str(text).replace(",", "").split(" to ")
+    if len(parts) > 2:
+        return False
+    for p in parts:
+        if p != "-":
+            try:
+                float(p)
+            except ValueError:
+                return False
+    return True
 
 
 def _is_missing(v) -> bool:

@@ -29,6 +29,7 @@ def test_table_drops_index_formats_and_footnotes_missing():
     assert f["time [ms]"].tolist() == ["10.9", "-"]
     assert "- not run: weights unavailable (offline)" in t.html
     assert "<th></th>" not in t.html  # no unnamed index column
+    assert "<td class='text'>a</td>" in t.html and "<td class='num'>10.9</td>" in t.html
     # a default 0..n index is dropped, no footnote when nothing is missing
     t2 = style.table(pd.DataFrame({"x": [1.0, 2.0]}), not_run="never shown")
     assert t2.frames[0].columns.tolist() == ["x"] and "not run" not in t2.html
