@@ -261,6 +261,8 @@ def _show_parameters_once(nb_path: Path, profile: str) -> None:
                 isinstance(node.targets[0], ast.Name):
             values[node.targets[0].id] = ast.get_source_segment(inj_src, node.value)
     src = "".join(orig["source"])
+    if src.startswith("# parameters of this run"):
+        return  # merged already
     lines = src.splitlines()
     done = set()
     for node in reversed(ast.parse(src).body):
