@@ -102,18 +102,19 @@ def hprec_to_budget(linear: nn.Linear, budget: int, *, tol_lo: float = 1e-3,
     return best, {"tol": tol_best, "certified_bound": tol_best}
 
 
-def compress_one(linear: nn.Linear, method: str, budget: int | None) -> tuple[nn.Module, dict]:
+def compress_one(linear: nn.Linear, method: str, budget: int | None, *,
+                 iters: int = 10) -> tuple[nn.Module, dict]:
     """One layer by ``method`` within ``budget`` bytes: :func:`hmat.nn.compress_layer` for the
     library's methods, :func:`hprec_to_budget` for ``"hmatrix_prec"``; int8 has one size and
-    ignores the budget. Returns ``(module, info)`` with ``nbytes``, ``dense_nbytes``,
-    ``rel_weight_error``."""
+    ignores the budget; ``iters``: builds of the bisection. Returns ``(module, info)`` with
+    ``nbytes``, ``dense_nbytes``, ``rel_weight_error``."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if method == "int8":
         return compress_layer(linear, "int8")
     if method != "hmatrix_prec":
         return compress_layer(linear, method, budget)
-    mod, info = hprec_to_budget(linear, budget)
+    mod, info = hprec_to_budget(linear, budget, iters=iters)
     w = linear.weight.detach().double()
     with torch.no_grad():
         we = mod.dense_weight().detach().double()
@@ -123,7 +124,8 @@ def compress_one(linear: nn.Linear, method: str, budget: int | None) -> tuple[nn
     return mod, info
 
 
-def compress_model(model: nn.Module, predicate, method: str, fraction: float | None):
+def compress_model(model: nn.Module, predicate, method: str, fraction: float | None, *,
+                   iters: int = 10):
     """A copy of ``model`` whose selected layers are compressed to ``fraction`` of their dense
     bytes each (None: int8, which has one size). Returns ``(model, {name: info})``."""
     if method != "int8" and (fraction is None or not 0.0 < fraction <= 1.0):
@@ -133,7 +135,7 @@ def compress_model(model: nn.Module, predicate, method: str, fraction: float | N
 
     def factory(layer):
         budget = None if method == "int8" else int(fraction * dense_layer_nbytes(layer))
-        mod, info = compress_one(layer, method, budget)
+        mod, info = compress_one(layer, method, budget, iters=iters)
         infos[id(mod)] = info
         return mod
 
@@ -163,12 +165,13 @@ def int8_level(memory_fraction: float, levels) -> float | None:
     return min(near, key=lambda f: abs(f - memory_fraction)) if near else None
 
 
-def sweep(family: Family, methods, fractions, *, ntk_levels=(), progress: bool = True):
+def sweep(family: Family, methods, fractions, *, ntk_levels=(), iters: int = 10,
+          progress: bool = True):
     """Every method at every memory level on one family. Returns ``(rows, wrong)``: one dict per
     (method, level) with the measured memory, weight error, task error (and the family's other
     metrics; the NTK change at the levels in ``ntk_levels``), and the per-sample errors by
     (method, level) where the family has them. A method that cannot reach a level gives
-    ``reachable=False`` and why."""
+    ``reachable=False`` and why. ``iters``: bisection builds of the adaptive-precision H."""
     for m in methods:
         if m not in METHODS:
             raise ValueError(f"methods: {m!r} is not one of {METHODS}")
@@ -187,7 +190,7 @@ def sweep(family: Family, methods, fractions, *, ntk_levels=(), progress: bool =
     jobs += [(m, f) for f in fractions for m in methods if m != "int8"]
     for method, f in tqdm(jobs, desc=f"{family.name}: compress", disable=not progress):
         try:
-            comp, infos = compress_model(family.model, family.predicate, method, f)
+            comp, infos = compress_model(family.model, family.predicate, method, f, iters=iters)
         except ValueError as exc:
             rows.append({"family": family.name, "method": method, "level": f,
                          "reachable": False, "reason": str(exc)})
