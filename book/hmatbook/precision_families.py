@@ -166,12 +166,14 @@ def int8_level(memory_fraction: float, levels) -> float | None:
 
 
 def sweep(family: Family, methods, fractions, *, ntk_levels=(), iters: int = 10,
-          progress: bool = True):
+          keep_levels=(), progress: bool = True):
     """Every method at every memory level on one family. Returns ``(rows, wrong)``: one dict per
     (method, level) with the measured memory, weight error, task error (and the family's other
     metrics; the NTK change at the levels in ``ntk_levels``), and the per-sample errors by
     (method, level) where the family has them. A method that cannot reach a level gives
-    ``reachable=False`` and why. ``iters``: bisection builds of the adaptive-precision H."""
+    ``reachable=False`` and why. ``iters``: bisection builds of the adaptive-precision H.
+    The compressed models at ``keep_levels`` stay in ``family.notes["models"][(method, level)]``
+    (e.g. to time them without compressing again)."""
     for m in methods:
         if m not in METHODS:
             raise ValueError(f"methods: {m!r} is not one of {METHODS}")
@@ -211,6 +213,8 @@ def sweep(family: Family, methods, fractions, *, ntk_levels=(), iters: int = 10,
             row["ntk_change"] = ntk_change(K, K0)
         rows.append(row)
         wrong[(method, level)] = res.get("wrong")
+        if level in keep_levels:
+            family.notes.setdefault("models", {})[(method, level)] = comp
     return rows, wrong
 
 

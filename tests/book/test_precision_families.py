@@ -86,7 +86,8 @@ def _toy_family():
 
 def test_sweep_rows_memory_and_levels():
     fam = _toy_family()
-    rows, wrong = P.sweep(fam, P.METHODS, [0.5, 0.25], progress=False)
+    rows, wrong = P.sweep(fam, P.METHODS, [0.5, 0.25], keep_levels=(0.25,), progress=False)
+    assert set(fam.notes["models"]) == {(m, 0.25) for m in P.METHODS}
     assert rows[0]["method"] == "dense" and rows[0]["error"] == 0.0
     by = {(r["method"], r["level"]): r for r in rows}
     i8 = next(r for r in rows if r["method"] == "int8")
