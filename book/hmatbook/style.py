@@ -79,7 +79,6 @@ def rc_params() -> dict:
         "figure.figsize": (CONTENT_WIDTH_IN, CONTENT_WIDTH_IN * 0.5),
         "figure.dpi": DPI,
         "savefig.dpi": 2 * DPI,
-        "figure.constrained_layout.use": True,
         "font.size": 11,
         "axes.titlesize": 11,
         "axes.labelsize": 11,
@@ -166,7 +165,10 @@ def legend_outside(ax_or_fig, **kw):
                     handles.append(h)
                     labels.append(lab)
         ncol = kw.pop("ncol", min(len(labels), 4) or 1)
-        return ax_or_fig.legend(handles, labels, loc="outside lower center", ncol=ncol, **kw)
+        # below the figure; the saved and displayed image is cropped to include it
+        # (bbox_inches="tight"); no layout engine is set, as pages call tight_layout themselves
+        return ax_or_fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                                ncol=ncol, **kw)
     n = len(ax_or_fig.get_legend_handles_labels()[1])
     return ax_or_fig.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18),
                             ncol=kw.pop("ncol", min(n, 3) or 1), **kw)

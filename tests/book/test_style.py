@@ -150,3 +150,21 @@ def test_show_tables_the_book_way_and_passes_the_rest(capsys):
     style.show("plain text")
     out = capsys.readouterr().out
     assert "1.23" in out and "1.23456" not in out and "plain text" in out
+
+
+def test_use_leaves_the_layout_engine_to_the_page():
+    """A page that adds a colorbar and calls tight_layout must not fail (Kovasznay page did
+    under a constrained-layout default)."""
+    import matplotlib as mpl
+
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with mpl.rc_context(style.rc_params()):
+        fig, axes = plt.subplots(1, 2, figsize=style.figsize(2))
+        im = axes[0].imshow(np.eye(3))
+        fig.colorbar(im, ax=axes[0])
+        axes[1].plot([0, 1], [0, 1], label="x")
+        fig.tight_layout()
+        style.legend_outside(fig)
+        plt.close(fig)
