@@ -225,7 +225,7 @@ class Table:
 
 def table(df, *, units: Mapping[str, str] | None = None, digits: int | Mapping[str, int] = 3,
           not_run: str | None = None, caption: str | None = None, notes: Sequence[str] = (),
-          keep: Sequence[str] | None = None, max_columns: int = 7, transpose: bool | None = None,
+          keep: Sequence[str] | None = None, max_columns: int = 6, transpose: bool | None = None,
           rename: Mapping[str, str] | None = None) -> Table:
     """A DataFrame as the book shows tables.
 
@@ -269,7 +269,9 @@ def table(df, *, units: Mapping[str, str] | None = None, digits: int | Mapping[s
         n = digits.get(c, 3) if isinstance(digits, Mapping) else digits
         out[c] = [fmt_number(v, n) if _is_number(v) else ("-" if _is_missing(v) else str(v))
                   for v in d[c]]
-    header = {c: (f"{c} [{units[c]}]" if units and c in units else c) for c in out.columns}
+    # snake_case names read as words and may wrap between them
+    header = {c: (f"{c} [{units[c]}]" if units and c in units else c).replace("_", " ")
+              for c in out.columns}
     if rename:
         header = {c: rename.get(c, h) for c, h in header.items()}
     out = out.rename(columns=header)
