@@ -320,6 +320,42 @@ class TrainResult:
         return float(self.losses[-1]) if self.losses else float("nan")
 
 
+def epoch_time_ratios(reference: nn.Module, model: nn.Module, problem, data: PinnData,
+                      rounds: int = 15, steps: int = 3) -> list[float]:
+    """Per-round ratios t(model) / t(reference) of one full-batch Adam epoch (loss, backward,
+    step), the two alternating within each round (``steps`` epochs each), on copies so that the
+    models are not changed: paired rounds see the same machine load, unlike two training runs
+    timed at different moments (or one of them read from a cache)."""
+    import copy
+
+    if rounds < 1 or steps < 1:
+        raise ValueError(f"rounds and steps must be >= 1, got {rounds} and {steps}")
+    pairs = []
+    for m in (reference, model):
+        c = copy.deepcopy(m)
+        c.train()
+        pairs.append((c, torch.optim.Adam([q for q in c.parameters() if q.requires_grad],
+                                          lr=1e-6)))
+
+    def run(c, opt):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            opt.zero_grad(set_to_none=True)
+            loss, _, _ = pinn_loss(c, problem, data)
+            loss.backward()
+            opt.step()
+        return time.perf_counter() - t0
+
+    for c, opt in pairs:  # warm-up (first calls compile kernels, allocate)
+        run(c, opt)
+    ratios = []
+    for r in range(rounds):
+        order = pairs if r % 2 == 0 else pairs[::-1]
+        t = {id(c): run(c, opt) for c, opt in order}
+        ratios.append(t[id(pairs[1][0])] / t[id(pairs[0][0])])
+    return ratios
+
+
 def train(model: nn.Module, problem, data: PinnData, epochs: int, lr: float = 1e-3,
           lr_decay: float = 0.5, lbfgs_steps: int = 0, boundary_weight: float = 1.0,
           progress: bool = True, desc: str = "train", callback=None,

@@ -11,18 +11,23 @@ R, N, INC, U = "reproduced", "not reproduced", "inconclusive", "not testable her
 
 
 def test_verdict_exp1_each_outcome():
-    def var(name, err, epoch=None, mem=0.45):
-        return dict(name=name, error=err, epoch_seconds=epoch, memory_fraction=mem)
+    fast, slow, straddle = [1.1] * 9, [2.0] * 9, [1.2, 1.3, 1.4, 1.45, 1.5, 1.6, 1.7, 1.8, 1.9]
 
-    assert V.exp1_poisson(0.01, 0.1, [var("a", 0.015, 0.12)])[0] == R
-    assert V.exp1_poisson(0.01, 0.1, [var("a", 0.05, 0.12)])[0] == N  # error too large
-    assert V.exp1_poisson(0.01, 0.1, [var("a", 0.015, 0.2)])[0] == N  # H training too slow
+    def var(name, err, ratios=None, mem=0.45):
+        return dict(name=name, error=err, epoch_ratios=ratios, memory_fraction=mem)
+
+    assert V.exp1_poisson(0.01, [var("a", 0.015, fast)])[0] == R
+    assert V.exp1_poisson(0.01, [var("a", 0.05, fast)])[0] == N  # error too large
+    assert V.exp1_poisson(0.01, [var("a", 0.015, slow)])[0] == N  # H training too slow
+    # the epoch-time interval straddles 1.5x: neither side can be claimed
+    v = V.exp1_poisson(0.01, [var("a", 0.015, straddle)])
+    assert v[0] == INC and "time part inconclusive" in v[1]
     # post-training compression only: training time in H form is not measured
-    assert V.exp1_poisson(0.01, 0.1, [var("a", 0.015)])[0] == U
+    assert V.exp1_poisson(0.01, [var("a", 0.015)])[0] == U
     # the best variant decides, not any variant
-    v = V.exp1_poisson(0.01, 0.1, [var("a", 0.001, mem=1.01), var("b", 0.05, 0.1)])
+    v = V.exp1_poisson(0.01, [var("a", 0.001, mem=1.01), var("b", 0.05, fast)])
     assert v[0] == N and "not counted" in v[1]
-    assert V.exp1_poisson(0.01, 0.1, [var("a", 0.001, mem=1.2)])[0] == U
+    assert V.exp1_poisson(0.01, [var("a", 0.001, mem=1.2)])[0] == U
 
 
 def test_verdict_mech3_each_outcome():

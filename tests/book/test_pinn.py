@@ -95,6 +95,20 @@ def test_training_lowers_loss_and_is_seeded(tmp_path, monkeypatch):
     assert 0 <= err["train_error"] < 1 and 0 <= err["test_error"] < 1
 
 
+def test_epoch_time_ratios_are_paired_and_leave_the_models_unchanged():
+    problem = pinn.Poisson1D("sin", 1)
+    data = pinn.make_data(problem, 32, 16, seed=0)
+    a = pinn.MLP(problem.in_dim, problem.out_dim, 8, 2, seed=0)
+    b = pinn.MLP(problem.in_dim, problem.out_dim, 16, 2, seed=1)
+    before = [p.detach().clone() for p in b.parameters()]
+    ratios = pinn.epoch_time_ratios(a, b, problem, data, rounds=4, steps=1)
+    assert len(ratios) == 4 and all(r > 0 and math.isfinite(r) for r in ratios)
+    for p, q in zip(b.parameters(), before, strict=True):
+        torch.testing.assert_close(p, q)  # the Adam steps ran on copies
+    with pytest.raises(ValueError, match="rounds"):
+        pinn.epoch_time_ratios(a, b, problem, data, rounds=0)
+
+
 def test_test_grid_is_not_training_data():
     problem = pinn.Kovasznay()
     data = pinn.make_data(problem, 200, 40, seed=0, dtype=torch.float64)
