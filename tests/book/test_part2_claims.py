@@ -107,10 +107,13 @@ def test_verdict_complexity_and_efficiency_each_outcome():
     v = V.complexity_knlogn(1.2, {"w": 2.0})
     assert v[0] == R and v.qualifiers[0].startswith("on a substitute: a smooth kernel")
     assert V.complexity_knlogn(1.6, {})[0] == N
-    assert V.key_training_efficiency(1.0, 1.0, 1.2)[0] == R
-    assert V.key_training_efficiency(1.0, 1.01, 1.2)[0] == R  # a tie
-    assert V.key_training_efficiency(1.0, 1.5, 1.2)[0] == N
-    assert V.key_training_efficiency(1.0, 1.0, 2.1)[0] == N
+    assert V.key_training_efficiency([0.95, 0.97, 0.99, 1.0, 1.0, 1.01, 0.98], 1.2)[0] == R
+    assert V.key_training_efficiency([1.01] * 7, 1.2)[0] == R  # a tie
+    assert V.key_training_efficiency([1.5] * 7, 1.2)[0] == N
+    assert V.key_training_efficiency([1.0] * 7, 2.1)[0] == N
+    # the interval straddles the tie threshold: inconclusive, not a verdict either way
+    v = V.key_training_efficiency([0.9, 0.95, 1.0, 1.05, 1.1, 1.15, 1.2], 1.2)
+    assert v[0] == INC and v.interval[0] <= 1.02 <= v.interval[1]
 
 
 def test_verdict_cnn_each_outcome():
