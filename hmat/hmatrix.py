@@ -31,6 +31,23 @@ class Block(NamedTuple):
     rank: int
 
 
+def _gather_rows_t(x: np.ndarray, perm, dtype) -> np.ndarray:
+    """``x`` (n,) or (n, p) in the tree's order, transposed to a C-contiguous (p, n) of
+    ``dtype``: the layout every product kernel reads."""
+    if x.ndim == 1:
+        return np.ascontiguousarray(x if perm is None else x[perm], dtype=dtype).reshape(1, -1)
+    return np.ascontiguousarray(x.T if perm is None else x.T[:, perm], dtype=dtype)
+
+
+def _scatter_columns(YT: np.ndarray, perm) -> np.ndarray:
+    """A kernel's (p, m) result back in the original order (``perm`` None: unchanged)."""
+    if perm is None:
+        return YT
+    out = np.empty_like(YT)
+    out[:, perm] = YT
+    return out
+
+
 class HMatrix:
     """An H-matrix approximation of an ``m x n`` matrix in packed row-panel storage.
 
@@ -294,10 +311,7 @@ class HMatrix:
         if p > 0:
             static, zero = self._kernel_args(dtype)
             _kernels.product(*static, XT, YT, zero, self._work * p >= _kernels.PARALLEL_MIN_WORK)
-        if rp is not None:
-            out = np.empty_like(YT)
-            out[:, rp] = YT
-            YT = out
+        YT = _scatter_columns(YT, rp)
         return YT[0] if x.ndim == 1 else YT.T
 
     matmat = matvec

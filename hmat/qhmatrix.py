@@ -12,7 +12,7 @@ import numpy as np
 from numba import get_num_threads
 
 from . import _qkernels
-from .hmatrix import HMatrix
+from .hmatrix import HMatrix, _gather_rows_t, _scatter_columns
 from .precision import (
     ITEMSIZE,
     QStore,
@@ -313,16 +313,8 @@ class QuantizedHMatrix(HMatrix):
     def matvec(self, x) -> np.ndarray:
         """``H @ x`` for a vector (n,) or a matrix (n, p), decoding inside the kernel."""
         x, dtype = self._prepare(x, self.shape[1], "x")
-        cp, rp = self.col_perm, self.row_perm
-        if x.ndim == 1:
-            XT = np.ascontiguousarray(x if cp is None else x[cp], dtype=dtype).reshape(1, -1)
-        else:
-            XT = np.ascontiguousarray(x.T if cp is None else x.T[:, cp], dtype=dtype)
-        YT = self._run(XT, self.shape[0], False)
-        if rp is not None:
-            out = np.empty_like(YT)
-            out[:, rp] = YT
-            YT = out
+        YT = self._run(_gather_rows_t(x, self.col_perm, dtype), self.shape[0], False)
+        YT = _scatter_columns(YT, self.row_perm)
         return YT[0] if x.ndim == 1 else YT.T
 
     matmat = matvec
@@ -338,15 +330,7 @@ class QuantizedHMatrix(HMatrix):
     def rmatvec(self, y) -> np.ndarray:
         """``H.T @ y`` for a vector (m,) or a matrix (m, p)."""
         y, dtype = self._prepare(y, self.shape[0], "y")
-        rp, cp = self.row_perm, self.col_perm
-        if y.ndim == 1:
-            YT = np.ascontiguousarray(y if rp is None else y[rp], dtype=dtype).reshape(1, -1)
-        else:
-            YT = np.ascontiguousarray(y.T if rp is None else y.T[:, rp], dtype=dtype)
-        XT = self._run(YT, self.shape[1], True)
-        if cp is not None:
-            out = np.empty_like(XT)
-            out[:, cp] = XT
-            XT = out
+        XT = self._run(_gather_rows_t(y, self.row_perm, dtype), self.shape[1], True)
+        XT = _scatter_columns(XT, self.col_perm)
         return XT[0] if y.ndim == 1 else XT.T
 

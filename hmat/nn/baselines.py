@@ -340,30 +340,19 @@ def compress_layer(linear: nn.Linear, method: str, budget: int | None = None, **
                 raise ValueError("hmatrix_rank without a budget needs rank=")
             mod = HLinear.from_linear(linear, rank=opts["rank"], **hk)
         info.update(rank=mod.info.get("rank"), n_blocks=mod.n_blocks)
-    elif method == "svd":
+    elif method in ("svd", "svd_int8"):
+        cls = LowRankLinear if method == "svd" else LowRankInt8Linear
+        per_rank = (m + n) * item if method == "svd" else LowRankInt8Linear.stored_nbytes(m, n, 1)
         if budget is not None:
-            k = (budget - bias_b) // ((m + n) * item)
+            k = (budget - bias_b) // per_rank
             if k < 1:
-                raise ValueError(f"budget {budget} B is below rank 1 ({(m + n) * item + bias_b} B)")
+                raise ValueError(f"budget {budget} B is below rank 1 ({per_rank + bias_b} B)")
         else:
             if "rank" not in opts:
-                raise ValueError("svd without a budget needs rank=")
+                raise ValueError(f"{method} without a budget needs rank=")
             k = opts["rank"]
         k = int(min(k, min(m, n)))
-        mod = LowRankLinear.from_linear(linear, k)
-        info["rank"] = k
-    elif method == "svd_int8":
-        if budget is not None:
-            k = (budget - bias_b) // LowRankInt8Linear.stored_nbytes(m, n, 1)
-            if k < 1:
-                raise ValueError(f"budget {budget} B is below rank 1 "
-                                 f"({LowRankInt8Linear.stored_nbytes(m, n, 1) + bias_b} B)")
-        else:
-            if "rank" not in opts:
-                raise ValueError("svd_int8 without a budget needs rank=")
-            k = opts["rank"]
-        k = int(min(k, min(m, n)))
-        mod = LowRankInt8Linear.from_linear(linear, k)
+        mod = cls.from_linear(linear, k)
         info["rank"] = k
     elif method == "prune":
         if budget is not None:
