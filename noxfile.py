@@ -204,7 +204,8 @@ def _tee(stream, sink, log) -> None:
             sink.flush()
 
 
-def _papermill(nb: Path, out: Path, params: dict, env: dict, log: Path, echo: bool = True) -> int:
+def _papermill(nb: Path, out: Path, params: dict, env: dict, log: Path, echo: bool = True,
+               limit: float | None = None) -> int:
     """Execute one notebook with papermill in the ``hmat`` kernel; output is teed to ``log``."""
     params_file = log.with_suffix(".params.json")
     params_file.write_text(json.dumps(params, indent=1))
@@ -212,7 +213,7 @@ def _papermill(nb: Path, out: Path, params: dict, env: dict, log: Path, echo: bo
            "-f", str(params_file), "--cwd", str(out.parent)]
     if IN_CI:
         cmd.append("--no-progress-bar")
-    return _run_logged(cmd, env, log, echo=echo)
+    return _run_logged(cmd, env, log, echo=echo, limit=limit)
 
 
 def _runs_alone(nb: Path) -> bool:
@@ -330,14 +331,18 @@ def _commit() -> str:
                    else "")
 
 
-def _record_full_time(name: str, seconds: float, beside_others: bool) -> None:
-    """Write one notebook's full-profile wall time into data/book_times_full.json."""
+def _record_full_time(name: str, seconds: float, beside_others: bool,
+                      stopped: bool = False) -> None:
+    """Write one notebook's full-profile wall time into data/book_times_full.json (``stopped``:
+    it was killed by --time-limit after ``seconds``, so its time is only a lower bound). The
+    15-minute load average at the end says whether other work shared the cores."""
     data = json.loads(FULL_TIMES.read_text()) if FULL_TIMES.exists() else {
         "about": "wall time of each notebook under the full profile, written by "
                  "`nox -s book -- --profile full` (one entry per notebook, from the build that "
                  "last ran it)", "notebooks": {}}
     data["notebooks"][name] = {
-        "seconds": round(seconds, 1),
+        "seconds": round(seconds, 1), "stopped": stopped,
+        "load_15min": round(os.getloadavg()[2], 1), "cores": os.cpu_count(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "commit": _commit(), "machine": _machine(), "ran_beside_others": beside_others}
     FULL_TIMES.write_text(json.dumps(data, indent=1) + "\n")
@@ -372,14 +377,21 @@ def _write_run_times(profile: str, notebooks: list[Path], timings: dict) -> None
         timed = [nb for nb in notebooks if nb.stem in full]
         missing = [nb.stem for nb in notebooks if nb.stem not in full]
         total = sum(full[nb.stem]["seconds"] for nb in timed)
+        stopped = any(full[nb.stem].get("stopped") for nb in timed)
         lines += [f"**The full profile**, as measured by the builds that ran it "
                   f"(`data/book_times_full.json`; {len(timed)} of {len(notebooks)} notebooks, "
-                  f"{_fmt_seconds(total)} in all):", "",
-                  "| notebook | wall time | date | commit | machine |",
-                  "| --- | --- | --- | --- | --- |"]
+                  f"{'more than ' if stopped else ''}{_fmt_seconds(total)} in all). "
+                  "*Load* is the machine's 15-minute load average when the notebook ended: "
+                  "above the number of cores, other work shared them and the time is inflated.",
+                  "", "| notebook | wall time | load | date | commit | machine |",
+                  "| --- | --- | --- | --- | --- | --- |"]
         for nb in timed:
             e = full[nb.stem]
-            lines.append(f"| {nb.stem} | {_fmt_seconds(e['seconds'])} | {e['date']} | "
+            wall = _fmt_seconds(e["seconds"])
+            if e.get("stopped"):
+                wall = f"more than {wall} (stopped by `--time-limit`)"
+            load = f"{e['load_15min']} on {e['cores']} cores" if "load_15min" in e else "-"
+            lines.append(f"| {nb.stem} | {wall} | {load} | {e['date']} | "
                          f"`{e['commit']}` | {e['machine']} |")
         if missing:
             lines += ["", f"Not yet timed under the full profile: {', '.join(missing)}."]
@@ -396,6 +408,9 @@ def _book_args(session: nox.Session) -> argparse.Namespace:
                    help="execute only these notebooks (stems, e.g. primer part1_intro); the "
                         "others keep their earlier executed copies (or appear unexecuted)")
     p.add_argument("--no-html", action="store_true", help="execute notebooks, skip jupyter-book")
+    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="stop a notebook that runs longer than this; under the full profile "
+                        "its time is recorded as 'more than SECONDS' and the build goes on")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="run up to N notebooks that time nothing at once (notebook metadata "
                         "hmat.times = false); a notebook that measures time always runs alone")
@@ -479,11 +494,12 @@ def book(session: nox.Session) -> None:
         session.log(f"[{k}/{len(notebooks)}] executing {nb.relative_to(ROOT)} with {params}")
         log = LOGS / f"{nb.stem}.log"
         t0 = time.perf_counter()
-        rc = _papermill(nb, out, params, env, log, echo=args.jobs == 1)
+        rc = _papermill(nb, out, params, env, log, echo=args.jobs == 1, limit=args.time_limit)
         seconds = time.perf_counter() - t0
         with lock:
             timings[nb.stem] = {"name": nb.stem, "seconds": round(seconds, 1),
-                                "status": "ok" if rc == 0 else "failed", "profile": args.profile,
+                                "status": {0: "ok", STOPPED: "stopped"}.get(rc, "failed"),
+                                "profile": args.profile,
                                 "ran_beside_others": args.jobs > 1 and not _runs_alone(nb)}
             _write_timings(timing_file, args.profile, notebooks, timings)
         if rc == 0:
@@ -492,6 +508,12 @@ def book(session: nox.Session) -> None:
             if args.profile == "full":
                 with lock:
                     _record_full_time(nb.stem, seconds, timings[nb.stem]["ran_beside_others"])
+        elif rc == STOPPED:
+            session.warn(f"{nb.stem}: stopped after {seconds:.0f} s (--time-limit)")
+            if args.profile == "full":
+                with lock:
+                    _record_full_time(nb.stem, seconds, timings[nb.stem]["ran_beside_others"],
+                                      stopped=True)
         return nb, rc, seconds
 
     t_all = time.perf_counter()
@@ -504,7 +526,7 @@ def book(session: nox.Session) -> None:
             with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
                 results = list(pool.map(run_one, group))
         for nb, rc, seconds in results:
-            if rc != 0:
+            if rc not in (0, STOPPED):
                 out, log = EXECUTED / nb.relative_to(BOOK), LOGS / f"{nb.stem}.log"
                 session.error(f"notebook {nb.stem} FAILED after {seconds:.0f} s "
                               f"(executed copy: {out}, log: {log})\n{_failure_text(out, log)}")
@@ -547,16 +569,26 @@ def book(session: nox.Session) -> None:
         session.log(f"the book: {index.as_uri()}")
 
 
-def _run_logged(cmd: list[str], env: dict, log: Path, echo: bool = True) -> int:
+# exit code of a notebook stopped by --time-limit (as timeout(1) reports it)
+STOPPED = 124
+
+
+def _run_logged(cmd: list[str], env: dict, log: Path, echo: bool = True,
+                limit: float | None = None) -> int:
     """Run ``cmd``, streaming its output to ``log`` (and to the terminal when ``echo``);
-    returns the exit code."""
+    returns the exit code, or STOPPED when it ran past ``limit`` seconds and was killed."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as logf:
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         reader = threading.Thread(target=_tee,
                                   args=(proc.stdout, sys.stderr if echo else None, logf))
         reader.start()
-        rc = proc.wait()
+        try:
+            rc = proc.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            rc = STOPPED
         reader.join()
     return rc
 
