@@ -696,6 +696,37 @@ def verdict_fig3_aca_least(ranks, nbytes: dict, dense_bytes: int,
     return ledger.Verdict(ledger.combine(v1, v2), f"{text1}; {text2}", value=float(r.min()))
 
 
+def direction_changes(y) -> int:
+    """How often a curve turns: sign changes between consecutive nonzero differences (a run of
+    equal values is skipped, so a flat step is not a turn)."""
+    d = np.diff(np.asarray(y, float))
+    signs = np.sign(d[d != 0])
+    return int(np.count_nonzero(signs[1:] != signs[:-1]))
+
+
+def verdict_fig2_aca_choppy(at_tolerance: dict) -> tuple[str, str]:
+    """T-fig2-aca-choppy: ACA's storage curve over the tolerance grid (``at_tolerance`` =
+    {"tol": [...], "svd": bytes, "aca": bytes}, each method picking its own ranks) changes
+    direction at least the threshold of claims.yml more often than SVD's. A count of a
+    deterministic build: no interval."""
+    from . import ledger
+
+    tols = np.asarray(at_tolerance["tol"], float)
+    if len(tols) < 3:
+        return ledger.Verdict("not testable here",
+                              f"a curve over {len(tols)} tolerances cannot change direction")
+    if np.any(np.diff(tols) <= 0) and np.any(np.diff(tols) >= 0):
+        raise ValueError("at_tolerance['tol'] must be sorted (increasing or decreasing)")
+    thr = ledger.threshold("T-fig2-aca-choppy", "aca_extra_direction_changes")
+    n_aca, n_svd = (direction_changes(at_tolerance[m]) for m in ("aca", "svd"))
+    extra = n_aca - n_svd
+    return ledger.Verdict("reproduced" if extra >= thr else "not reproduced",
+                          f"direction changes of the storage curve over {len(tols)} tolerances "
+                          f"({tols.min():g} to {tols.max():g}), each method picking its ranks: "
+                          f"ACA {n_aca}, SVD {n_svd} (criterion: ACA at least {thr:g} more)",
+                          value=float(extra))
+
+
 def verdict_fig4_order(mean_acc: dict, n_images: int | None = None,
                        gaps=None) -> tuple[str, str]:
     """T-fig4-svd-most-accurate: mean top-1 over ranks ordered SVD > QR > ACA: each gap's

@@ -163,6 +163,27 @@ def test_verdicts_of_storage_each_outcome():
     assert th.verdict_fig3_aca_least([10, 50], nb, 100, tol)[0] == U
 
 
+def test_direction_changes_counts_turns_and_skips_flat_steps():
+    assert th.direction_changes([5, 4, 3, 2]) == 0
+    assert th.direction_changes([5, 5, 4, 4, 3]) == 0  # flat steps are not turns
+    assert th.direction_changes([5, 3, 4, 2]) == 2
+    assert th.direction_changes([5, 3, 3, 4, 4, 2]) == 2
+
+
+def test_verdict_of_aca_choppiness_each_outcome():
+    tols = [0.5, 0.3, 0.2, 0.1, 0.05]
+    smooth = [10, 20, 30, 40, 50]
+    choppy = th.verdict_fig2_aca_choppy
+    assert choppy({"tol": tols, "svd": smooth, "aca": [12, 25, 22, 45, 60]})[0] == R
+    assert choppy({"tol": tols, "svd": smooth, "aca": [12, 25, 30, 45, 60]})[0] == N
+    # equally choppy is not "choppier than SVD"
+    assert th.verdict_fig2_aca_choppy({"tol": tols, "svd": [10, 25, 22, 40, 50],
+                                       "aca": [12, 25, 22, 45, 60]})[0] == N
+    assert th.verdict_fig2_aca_choppy({"tol": [0.5, 0.1], "svd": [1, 2], "aca": [1, 2]})[0] == U
+    with pytest.raises(ValueError, match="sorted"):
+        th.verdict_fig2_aca_choppy({"tol": [0.5, 0.1, 0.3], "svd": [1, 2, 3], "aca": [1, 2, 3]})
+
+
 def test_verdicts_of_accuracy_each_outcome():
     n = 1300
     assert th.verdict_fig4_order({"svd": 70, "rrqr": 65, "aca": 10}, n)[0] == R
