@@ -19,6 +19,10 @@ from collections.abc import Mapping, Sequence
 CONTENT_WIDTH_PX = 760
 DPI = 100
 CONTENT_WIDTH_IN = CONTENT_WIDTH_PX / DPI
+# Characters of a code cell's line (source or printed output) that fit the content column at a
+# 1280 px window in the book's code font (book/_static/hmat.css; 85 measured in the browser
+# test, which checks this number): longer lines scroll sideways, so pages wrap at this width.
+CODE_COLUMN_CHARS = 84
 
 # Okabe & Ito's colour-blind-safe palette (plus two of Paul Tol's for the last methods).
 BLACK, ORANGE, SKY, GREEN, YELLOW, BLUE, VERMILLION, PURPLE = (
@@ -172,6 +176,26 @@ def legend_outside(ax_or_fig, **kw):
     n = len(ax_or_fig.get_legend_handles_labels()[1])
     return ax_or_fig.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18),
                             ncol=kw.pop("ncol", min(n, 3) or 1), **kw)
+
+
+def wrap(*parts, sep: str = " ", width: int = CODE_COLUMN_CHARS) -> str:
+    """The text ``sep.join(parts)`` wrapped at ``width`` characters (each line of it on its own;
+    continuation lines indented by two spaces): printed output that fits the content column."""
+    import textwrap
+
+    if width < 20:
+        raise ValueError(f"width must be >= 20 characters, got {width}")
+    text = sep.join(str(p) for p in parts)
+    return "\n".join(
+        textwrap.fill(line, width=width, subsequent_indent="  ", break_on_hyphens=False)
+        if len(line) > width else line
+        for line in text.split("\n"))
+
+
+def say(*parts, sep: str = " ", width: int = CODE_COLUMN_CHARS) -> None:
+    """``print`` for the book: the same text, wrapped at the content column (see :func:`wrap`),
+    so that no printed line scrolls sideways."""
+    print(wrap(*parts, sep=sep, width=width))
 
 
 # ----------------------------------------------------------------------------- numbers, tables

@@ -168,3 +168,18 @@ def test_use_leaves_the_layout_engine_to_the_page():
         fig.tight_layout()
         style.legend_outside(fig)
         plt.close(fig)
+
+
+def test_wrap_and_say_fit_the_code_column(capsys):
+    long = "not run: weights unavailable; tried: " + "/a/very/long/path/" * 12 + " (missing)"
+    text = style.wrap("head:", long, "\nshort line\n" + "x " * 60)
+    lines = text.split("\n")
+    assert max(len(line) for line in lines) <= style.CODE_COLUMN_CHARS
+    assert "short line" in lines  # short lines are left as they are
+    # only whitespace changes (a word longer than a line is cut): the same characters, in order
+    want = "head: " + long + "\nshort line\n" + "x " * 60
+    assert "".join(text.split()) == "".join(want.split())
+    style.say("a", 1, "b", sep="-")
+    assert capsys.readouterr().out == "a-1-b\n"
+    with pytest.raises(ValueError, match="width must be >= 20"):
+        style.wrap("x", width=5)
