@@ -74,6 +74,141 @@ def criterion_as_data(c: dict) -> str:
     return "; ".join(parts)
 
 
+ROLES = ("bound", "tie", "tolerance", "selects")
+_WORDS = {">": "above", ">=": "at or above", "<": "below", "<=": "at or below"}
+_OTHER_SIDE = {">": "at or below", ">=": "below", "<": "at or above", "<=": "above"}
+
+
+def _amount(value: float, unit: str) -> str:
+    """A threshold with its unit in words: 0.05 "relative" -> "5 %", 0.5 "fraction of dense"
+    -> "50 % of dense", 2 "x dense error" -> "2x dense error"."""
+    unit, _, note = (unit or "").strip().partition(": ")
+    return _amount_plain(value, unit) + (f" ({note})" if note else "")
+
+
+def _amount_plain(value: float, unit: str) -> str:
+    if unit == "%":
+        return f"{value:g} %"
+    if unit.startswith("relative"):
+        return f"{100 * value:g} %"
+    if unit.startswith("fraction of "):
+        return f"{100 * value:g} % {unit[len('fraction '):]}"
+    if unit.startswith("x "):
+        return f"{value:g}x {unit[2:]}"
+    if unit.split(" ")[0] in ("points", "point"):
+        return f"{value:g} {'point' if value == 1 else 'points'}{unit[6:]}"
+    return f"{value:g}" if unit in ("", "1") else f"{value:g} ({unit})"
+
+
+def _band_rule(t: dict) -> str:
+    """How a band was derived from the source's value (``band`` in claims.yml), in words."""
+    rule = t.get("band") or {}
+    if "source_plus_minus" in rule:
+        s = f"the source's value \u00b1 {rule['source_plus_minus']:g}"
+        return s + (f", not below {rule['floor']:g}" if "floor" in rule else "")
+    if "source_factor" in rule:
+        f = rule["source_factor"]
+        return f"the source's value / {f:g} to x {f:g}"
+    return ""
+
+
+def _relation(t: dict) -> str:
+    """ "above 5 %", "in [39.56, 69.56] % (source: 54.56 %; the source's value +- 15)"."""
+    unit, thr = t.get("unit", ""), t["threshold"]
+    if t["comparison"] == "in":
+        lo, hi = (_amount(v, unit) for v in thr)
+        suffix = lo[len(f"{thr[0]:g}"):]
+        text = f"in [{thr[0]:g}, {thr[1]:g}]{suffix}"
+    else:
+        text = f"{_WORDS[t['comparison']]} {_amount(thr, unit)}"
+    notes = []
+    if t.get("source_value") is not None:
+        notes.append(f"source: {_amount(t['source_value'], unit)}")
+    if _band_rule(t):
+        notes.append(_band_rule(t))
+    return text + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def criterion_text(c: dict) -> str:
+    """The criterion of a claim as a sentence, generated from its ``test`` data alone (label,
+    comparison, threshold, unit, source_value, interval, over, role, order, band, also), so the
+    book cannot show a criterion that the verdict code does not apply."""
+    test = c.get("test") or {}
+    if not test:
+        if not c.get("notebook"):
+            return "no criterion as data: no notebook tests this claim yet"
+        return ("criterion not yet held as data: the verdict code of "
+                f"{c['notebook']} applies it as the words say")
+    for name, t in test.items():
+        if not str(t.get("label", "")).strip():
+            raise ValueError(f"claim {c.get('id')!r}: test quantity {name!r} needs a label "
+                             "(the quantity in words) in claims.yml")
+        if t.get("role", "bound") not in ROLES:
+            raise ValueError(f"claim {c.get('id')!r}: test quantity {name!r} has role "
+                             f"{t.get('role')!r}; allowed: {ROLES}")
+    entries = list(test.values())
+    overs = {t.get("over") for t in entries}
+    common = overs.pop() if len(overs) == 1 else None
+    some = bool(common) and common.split(" ")[:2] in (["for", "some"], ["at", "some"])
+
+    def where(t):
+        return "" if common is not None or not t.get("over") else f" {t['over']}"
+
+    holds, straddle, ties = [], False, []
+    bounds = [t for t in entries if t.get("role", "bound") == "bound"]
+    last_interval = None
+    for t in bounds:
+        iv = t.get("interval")
+        if iv and iv == last_interval:
+            holds.append(f"that of the {t['label']} {_relation(t)}{where(t)}")
+        elif iv:
+            holds.append(f"the {iv} interval of the {t['label']} lies {_relation(t)}{where(t)}")
+        else:
+            holds.append(f"the {t['label']} is {_relation(t)}{where(t)}")
+        straddle = straddle or bool(iv)
+        last_interval = iv
+    for t in entries:
+        role = t.get("role", "bound")
+        amount = "" if role == "bound" else _amount(t["threshold"], t.get("unit", ""))
+        if role == "tie":
+            holds.append(f"the {t['label']} is ordered {t['order']}{where(t)}, each step by "
+                         f"more than {amount}")
+            ties.append(amount)
+        elif role == "tolerance":
+            holds.append(f"the {t['label']} (tolerance: {amount}) is {t['order']}{where(t)}")
+            ties.append("")
+    holds += [str(a) for a in c.get("also") or []]
+    selects = [f"{t['label']} {_relation(t)}" for t in entries if t.get("role") == "selects"]
+    text = "reproduced when " + (f"among {' and '.join(selects)}, " if selects else "")
+    text += " and ".join(holds) + (f", {common}" if common else "")
+    one = "it" if len(holds) == 1 else "one"
+    fails = []
+    bands = all(t["comparison"] == "in" for t in bounds)
+    if straddle and all(t.get("interval") for t in bounds):
+        side = "outside its band" if bands else "on the other side of its bound"
+        fails.append(f"{one} lies wholly {side}")
+    elif straddle:
+        fails.append("one fails (for an interval: it lies wholly on the other side of its "
+                     "bound)")
+    elif bounds or not ties:
+        fails.append(f"{one} does not hold")
+    for amount in ties:
+        fails.append(f"a step goes the other way by more than {amount}" if amount
+                     else "another method's value is lower")
+    text += "; not reproduced when " + (
+        f"every candidate fails ({' or '.join(fails)})" if some else " or ".join(fails))
+    inconc = []
+    if straddle:
+        inconc.append(f"{'it' if one == 'it' else 'an interval'} straddles "
+                      + ("an edge of its band" if bands else "its bound"))
+    for amount in ties:
+        inconc.append(f"a step is a tie (within {amount})" if amount else "on a tie")
+    if inconc:
+        text += "; inconclusive " + " or ".join(
+            x if x.startswith("on ") else f"when {x}" for x in inconc)
+    return text
+
+
 def results_dir() -> Path:
     """Folder for this run's verdicts: ``$HMAT_RESULTS_DIR`` or ``./hmat-results``."""
     path = Path(os.environ.get(RESULTS_ENV, "hmat-results")).resolve()
@@ -240,7 +375,8 @@ def table(path: Path | None = None) -> list[dict]:
         rows.append({**c, "verdict": v.get("verdict", "not yet tested"),
                      "measured": v.get("measured", ""), "where": v.get("where", ""),
                      "value": v.get("value"), "interval": v.get("interval"),
-                     "qualifiers": quals, "criterion_data": criterion_as_data(c)})
+                     "qualifiers": quals, "criterion_data": criterion_as_data(c),
+                     "criterion_text": criterion_text(c)})
     return rows
 
 
