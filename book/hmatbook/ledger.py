@@ -209,6 +209,18 @@ def criterion_text(c: dict) -> str:
     return text
 
 
+def criterion_html(c: dict) -> str:
+    """The criterion for a table cell: the sentence generated from the data
+    (:func:`criterion_text`), and below it, in smaller type, the typed ``criterion`` of
+    claims.yml labelled "in words" (tests/book/test_ledger.py checks its numbers)."""
+    import html
+
+    words = str(c.get("criterion") or "").strip()
+    return (html.escape(criterion_text(c)) + (
+        f"<br><small class='hmat-in-words'><em>in words:</em> {html.escape(words)}</small>"
+        if words else ""))
+
+
 def results_dir() -> Path:
     """Folder for this run's verdicts: ``$HMAT_RESULTS_DIR`` or ``./hmat-results``."""
     path = Path(os.environ.get(RESULTS_ENV, "hmat-results")).resolve()

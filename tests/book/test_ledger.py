@@ -324,3 +324,13 @@ def test_the_prose_check_catches_a_changed_threshold():
     assert _prose_mismatches(c) == {("X", 2.0)}
     c["criterion"] = "top-1 loss <= 1 point at 95 % of dense memory"  # 95 % but no interval
     assert _prose_mismatches(c) == {("X", 95.0)}
+
+
+def test_criterion_html_shows_the_generated_sentence_and_the_words_below_it():
+    c = _claim({"q": {"label": "error <ratio>", "comparison": "<=", "threshold": 2.0,
+                      "unit": "x dense error"}}, criterion="within 2x of dense & co")
+    cell = ledger.criterion_html(c)
+    assert cell.startswith("reproduced when the error &lt;ratio&gt; is at or below 2x dense "
+                           "error")
+    assert cell.endswith("<small class='hmat-in-words'><em>in words:</em> within 2x of dense "
+                         "&amp; co</small>")
