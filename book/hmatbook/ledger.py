@@ -8,6 +8,8 @@ page joins them with the claims. Nothing here stores a verdict in git.
 Vocabulary: a verdict is one of :data:`VERDICTS`; "inconclusive" means the measurement's interval
 straddles the criterion (see :func:`decide`). What qualifies a verdict goes beside it, as
 :data:`QUALIFIERS` (e.g. ``"on a substitute: MobileNetV2 for GoogLeNet"``), never into the verdict.
+The criterion the book shows is generated from the claim's data (:func:`criterion_text`), the
+same data the verdict functions read (:func:`threshold`).
 """
 
 from __future__ import annotations
