@@ -158,7 +158,12 @@ def method_style(name: str, **override) -> dict:
 
 
 def legend_outside(ax_or_fig, **kw):
-    """A legend below the axes (or the figure), never on the data."""
+    """A legend below the axes (or the figure), never on the data.
+
+    A figure gets one legend of its axes' entries (each label once) below all panels; an axes
+    gets its own legend below its tick and axis labels: call it after ``fig.tight_layout()``,
+    which would otherwise move the axes from under it.
+    """
     import matplotlib.figure
 
     if isinstance(ax_or_fig, matplotlib.figure.Figure):
@@ -173,9 +178,14 @@ def legend_outside(ax_or_fig, **kw):
         # (bbox_inches="tight"); no layout engine is set, as pages call tight_layout themselves
         return ax_or_fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0),
                                 ncol=ncol, **kw)
-    n = len(ax_or_fig.get_legend_handles_labels()[1])
-    return ax_or_fig.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18),
-                            ncol=kw.pop("ncol", min(n, 3) or 1), **kw)
+    ax = ax_or_fig
+    n = len(ax.get_legend_handles_labels()[1])
+    # the axes with its tick labels and axis label, in display units: the legend goes below
+    renderer = ax.figure.canvas.get_renderer()
+    below, box = ax.get_tightbbox(renderer), ax.get_window_extent(renderer)
+    y = (below.y0 - box.y0) / box.height - 0.03 if box.height > 0 else -0.18
+    return ax.legend(loc="upper center", bbox_to_anchor=(0.5, y),
+                     ncol=kw.pop("ncol", min(n, 3) or 1), **kw)
 
 
 def wrap(*parts, sep: str = " ", width: int = CODE_COLUMN_CHARS) -> str:

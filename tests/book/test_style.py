@@ -183,3 +183,26 @@ def test_wrap_and_say_fit_the_code_column(capsys):
     assert capsys.readouterr().out == "a-1-b\n"
     with pytest.raises(ValueError, match="width must be >= 20"):
         style.wrap("x", width=5)
+
+
+def test_legend_outside_stays_off_the_data_and_the_labels():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    style.use()
+    fig, axes = plt.subplots(1, 2, figsize=style.figsize(2))
+    for ax in axes:
+        ax.plot([0, 1], [0, 1], label="a")
+        ax.plot([0, 1], [1, 0], label="b")
+        ax.set_xlabel("x [unit]")
+    fig.tight_layout()
+    r = fig.canvas.get_renderer()
+    below = axes[0].get_tightbbox(r).y0  # lowest tick or axis label of the left panel
+    leg = style.legend_outside(axes[0])
+    assert leg.get_window_extent(r).y1 <= below  # under the axis label, not on the plot
+    fleg = style.legend_outside(fig)
+    assert [t.get_text() for t in fleg.get_texts()] == ["a", "b"]  # each label once
+    assert fleg.get_window_extent(r).y1 <= fig.bbox.y0 + 1  # below the panels
+    plt.close(fig)
