@@ -83,6 +83,20 @@ def test_notebook_ends_with_provenance(path):
         f"{path.name}: the last code cell must call provenance.report(profile, params, ...)"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_code_shown_to_readers_fits_the_column(path):
+    """Code cells the book shows (no hide/remove tag, e.g. the parameters cell) keep their lines
+    within hmatbook.style.CODE_COLUMN_CHARS: longer lines scroll sideways in the page (the
+    browser test measures the column)."""
+    width = pytest.importorskip("hmatbook.style").CODE_COLUMN_CHARS
+    hidden = {"hide-input", "hide-cell", "remove-input", "remove-cell"}
+    long = [(i, line) for i, c in enumerate(load_nb(path)["cells"])
+            if c["cell_type"] == "code" and not hidden & set(c.get("metadata", {}).get("tags", []))
+            for line in "".join(c["source"]).splitlines() if len(line) > width]
+    assert not long, (f"{path.name}: {len(long)} shown code lines longer than {width} "
+                      f"characters (cell, line): {long[:3]}")
+
+
 def test_every_notebook_is_in_the_toc():
     listed = set(toc_files())
     missing = [p.name for p in NOTEBOOKS if f"notebooks/{p.stem}" not in listed]
