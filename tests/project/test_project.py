@@ -97,6 +97,18 @@ def test_code_shown_to_readers_fits_the_column(path):
                       f"characters (cell, line): {long[:3]}")
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_plumbing_cells_are_no_toggles(path):
+    """The provenance cell at the end of a page is plumbing: its output shows, its code is not
+    one more "show code cell source" toggle (tag remove-input; pages that show all their code,
+    like the primer, leave it untagged)."""
+    last = [c for c in load_nb(path)["cells"] if c["cell_type"] == "code"][-1]
+    tags = set(last.get("metadata", {}).get("tags", []))
+    assert not tags & {"hide-input", "hide-cell"}, (
+        f"{path.name}: the last (provenance) cell is a 'show code' toggle {sorted(tags)}; "
+        "tag it remove-input")
+
+
 def test_every_notebook_is_in_the_toc():
     listed = set(toc_files())
     missing = [p.name for p in NOTEBOOKS if f"notebooks/{p.stem}" not in listed]
