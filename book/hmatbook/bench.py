@@ -520,13 +520,19 @@ def verdict_overhead(rows: list[dict]) -> tuple[str, str]:
     """P-limit-overhead: for the smallest layers tested H products are slower than dense ones,
     and H becomes faster at some larger size (else the overhead is not specific to small
     networks: at n = 16 any H product is slower from call overhead alone, so the first part
-    alone could not fail).
+    alone could not fail). The time ratios H / dense are compared with the thresholds of
+    claims.yml (1 and 1).
 
     ``rows`` as returned by :func:`small_layers`."""
+    from . import ledger
+
+    slow = ledger.threshold("P-limit-overhead", "ratio_smallest")
+    fast = ledger.threshold("P-limit-overhead", "ratio_larger")
     rows = sorted(rows, key=lambda r: r["n"])
     small = rows[0]
-    faster = [r["n"] for r in rows if r["ratio"] < 1]
-    verdict = "reproduced" if small["ratio"] > 1 and faster else "not reproduced"
+    faster = [r["n"] for r in rows if r["ratio"] < fast]
+    larger_faster = any(r["ratio"] < fast for r in rows[1:])
+    verdict = "reproduced" if small["ratio"] > slow and larger_faster else "not reproduced"
     text = (f"n={small['n']}: H product {small['hmat_s'] * 1e6:.1f} us vs dense "
             f"{small['numpy_s'] * 1e6:.1f} us (ratio {small['ratio']:.2f}); adaptive build "
             f"{small['build_s'] * 1e3:.1f} ms = {small['build_s'] / small['numpy_s']:.0f} dense "

@@ -66,6 +66,31 @@ def threshold(claim_id: str, name: str):
     return test_of(claim_id, name)["threshold"]
 
 
+RANK_COMPARISONS = (">", ">=", "<", "<=", "in", "one of")
+
+
+def ranks_of(claim_id: str, name: str) -> dict:
+    """The ranks where one test quantity of a claim is compared (its ``ranks`` entry in
+    claims.yml: ``{comparison, threshold}``), checked."""
+    spec = test_of(claim_id, name).get("ranks")
+    if not isinstance(spec, dict) or spec.get("comparison") not in RANK_COMPARISONS:
+        raise ValueError(f"claim {claim_id!r}, test quantity {name!r}: 'ranks' must be "
+                         f"{{comparison, threshold}} with comparison one of {RANK_COMPARISONS}, "
+                         f"got {spec!r}")
+    return spec
+
+
+def rank_selected(claim_id: str, name: str, ranks) -> list[bool]:
+    """Which of ``ranks`` the test quantity ``name`` of a claim is compared at (its ``ranks``
+    entry: e.g. ``<= 20``, ``in [30, 70]`` (ends included), ``one of [30, 50, 70]``)."""
+    spec = ranks_of(claim_id, name)
+    op, t = spec["comparison"], spec["threshold"]
+    tests = {">": lambda r: r > t, ">=": lambda r: r >= t, "<": lambda r: r < t,
+             "<=": lambda r: r <= t, "in": lambda r: t[0] <= r <= t[1],
+             "one of": lambda r: r in t}
+    return [bool(tests[op](r)) for r in ranks]
+
+
 def criterion_as_data(c: dict) -> str:
     """The ``test`` mapping of a claim written out: "time_saving_pct in [39.56, 69.56] %"."""
     parts = []
@@ -77,6 +102,7 @@ def criterion_as_data(c: dict) -> str:
 
 
 ROLES = ("bound", "tie", "tolerance", "selects")
+ON_TIE = ("inconclusive", "holds")  # what a tie within a role-"tie" threshold counts as
 _WORDS = {">": "above", ">=": "at or above", "<": "below", "<=": "at or below"}
 _OTHER_SIDE = {">": "at or below", ">=": "below", "<": "at or above", "<=": "above"}
 
@@ -148,6 +174,9 @@ def criterion_text(c: dict) -> str:
         if t.get("role", "bound") not in ROLES:
             raise ValueError(f"claim {c.get('id')!r}: test quantity {name!r} has role "
                              f"{t.get('role')!r}; allowed: {ROLES}")
+        if t.get("on_tie", "inconclusive") not in ON_TIE:
+            raise ValueError(f"claim {c.get('id')!r}: test quantity {name!r} has on_tie "
+                             f"{t.get('on_tie')!r}; allowed: {ON_TIE}")
     entries = list(test.values())
     overs = {t.get("over") for t in entries}
     common = overs.pop() if len(overs) == 1 else None
@@ -156,7 +185,7 @@ def criterion_text(c: dict) -> str:
     def where(t):
         return "" if common is not None or not t.get("over") else f" {t['over']}"
 
-    holds, straddle, ties = [], False, []
+    holds, straddle, ties, fails_tie = [], False, [], []
     bounds = [t for t in entries if t.get("role", "bound") == "bound"]
     last_interval = None
     for t in bounds:
@@ -172,7 +201,11 @@ def criterion_text(c: dict) -> str:
     for t in entries:
         role = t.get("role", "bound")
         amount = "" if role == "bound" else _amount(t["threshold"], t.get("unit", ""))
-        if role == "tie":
+        if role == "tie" and t.get("on_tie", "inconclusive") == "holds":
+            holds.append(f"the {t['label']} is ordered {t['order']}{where(t)}, or within "
+                         f"{amount} of it (a tie counts as the order holding)")
+            fails_tie.append(amount)
+        elif role == "tie":
             holds.append(f"the {t['label']} is ordered {t['order']}{where(t)}, each step by "
                          f"more than {amount}")
             ties.append(amount)
@@ -192,8 +225,10 @@ def criterion_text(c: dict) -> str:
     elif straddle:
         fails.append("one fails (for an interval: it lies wholly on the other side of its "
                      "bound)")
-    elif bounds or not ties:
+    elif bounds or not (ties or fails_tie):
         fails.append(f"{one} does not hold")
+    for amount in fails_tie:
+        fails.append(f"a step goes the other way by more than {amount}")
     for amount in ties:
         fails.append(f"a step goes the other way by more than {amount}" if amount
                      else "another method's value is lower")

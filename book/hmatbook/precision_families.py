@@ -322,10 +322,11 @@ def paired_ratio(op_a, op_b, x, *, n: int = 200, rounds: int = 15, warmup: int =
 def verdict_error(per_family: list[dict]):
     """C-prec-error. ``per_family``: dicts with family, h_error, int8_error, h_memory,
     int8_memory and optionally interval (lo, hi) of h_error - int8_error. H-adaptive counts
-    as lower where the interval lies below 0 (or, without interval, its error is lower),
-    higher where it lies above 0 (or its error is higher)."""
-    from .ledger import Verdict
+    as lower where the interval lies below the threshold of claims.yml (0) (or, without
+    interval, the difference of the errors does), higher where it lies above it."""
+    from .ledger import Verdict, threshold
 
+    thr = threshold("C-prec-error", "error_difference")
     if not per_family:
         return Verdict("not testable here", "no family compared H-adaptive with int8")
     lower = higher = 0
@@ -336,11 +337,12 @@ def verdict_error(per_family: list[dict]):
                              f"({r['h_memory']:.4f} > {r['int8_memory']:.4f})")
         iv = r.get("interval")
         if iv is not None:
-            is_lower, is_higher = iv[1] < 0, iv[0] > 0
+            is_lower, is_higher = iv[1] < thr, iv[0] > thr
             how = (f"difference {r['h_error'] - r['int8_error']:+.3g} points, 95 % "
                    f"[{iv[0]:+.3g}, {iv[1]:+.3g}]")
         else:
-            is_lower, is_higher = r["h_error"] < r["int8_error"], r["h_error"] > r["int8_error"]
+            d = r["h_error"] - r["int8_error"]
+            is_lower, is_higher = d < thr, d > thr
             how = f"ratio {r['h_error'] / r['int8_error']:.3g}x" if r["int8_error"] else ""
         lower += is_lower
         higher += is_higher
@@ -355,11 +357,13 @@ def verdict_error(per_family: list[dict]):
                    + "; ".join(parts))
 
 
-def verdict_ntk(per_family: list[dict], threshold: float = 0.05):
-    """C-prec-ntk. ``per_family``: dicts with family, ntk_change, memory_fraction (of
-    H-adaptive, <= 25 %)."""
+def verdict_ntk(per_family: list[dict]):
+    """C-prec-ntk: the NTK change below the threshold of claims.yml (5 %) on every family.
+    ``per_family``: dicts with family, ntk_change, memory_fraction (of H-adaptive, <= 25 %)."""
+    from . import ledger
     from .ledger import Verdict
 
+    threshold = ledger.threshold("C-prec-ntk", "ntk_change")
     if not per_family:
         return Verdict("not testable here", "no PINN family measured the NTK of H-adaptive")
     ok = [r["ntk_change"] < threshold for r in per_family]
@@ -370,12 +374,14 @@ def verdict_ntk(per_family: list[dict], threshold: float = 0.05):
                    value=max(r["ntk_change"] for r in per_family))
 
 
-def verdict_speed(ratios, bytes_ratio: float, factor: float = 1.25, what: str = ""):
-    """C-prec-speed: the median time ratio's 95 % interval against ``factor`` x the bytes
-    ratio (ledger.decide: reproduced at or below, not reproduced above, else inconclusive)."""
-    from .ledger import Verdict, decide
+def verdict_speed(ratios, bytes_ratio: float, what: str = ""):
+    """C-prec-speed: the median time ratio's 95 % interval against the factor of claims.yml
+    (1.25) x the bytes ratio (ledger.decide: reproduced at or below, not reproduced above,
+    else inconclusive)."""
+    from .ledger import Verdict, decide, threshold
     from .timing import median_interval
 
+    factor = threshold("C-prec-speed", "time_ratio")
     med, lo, hi = median_interval(ratios)
     bound = factor * bytes_ratio
     verdict = decide((lo, hi), "<=", bound)

@@ -478,13 +478,15 @@ def verdict_abstract_time(savings: dict) -> tuple[str, str]:
                           value=worst[0], interval=worst[1:])
 
 
-def _step(a, b) -> str:
-    """A decreasing step a -> b: holds when the intervals are disjoint with a above, fails when
-    disjoint with b above, inconclusive when they overlap."""
+def _step(a, b, drop: float = 0.0) -> str:
+    """A decreasing step a -> b, read on the bounds of the drop a - b that the two intervals
+    allow: holds when even the smallest drop exceeds ``drop`` (0: the intervals are disjoint
+    with a above), fails when even the largest is below it (0: disjoint with b above),
+    inconclusive otherwise (0: they overlap)."""
     a, b = _iv(a), _iv(b)
-    if a[1] > b[2]:
+    if a[1] - b[2] > drop:
         return "reproduced"
-    if a[2] < b[1]:
+    if a[2] - b[1] < drop:
         return "not reproduced"
     return "inconclusive"
 
@@ -496,11 +498,13 @@ def verdict_tradeoff(rows: dict) -> tuple[str, str]:
 
     if not rows:
         return ledger.Verdict("not testable here", "no model available")
+    drops = (ledger.threshold("T-disc-tradeoff", "time_saving_drop"),
+             ledger.threshold("T-disc-tradeoff", "loss_drop"))
     parts, lines = [], []
     for m, d in rows.items():
         ranks = sorted(d)
         for k, what in ((0, "time saving"), (1, "loss")):
-            steps = [_step(d[a][k], d[b][k]) for a, b in pairwise(ranks)]
+            steps = [_step(d[a][k], d[b][k], drops[k]) for a, b in pairwise(ranks)]
             parts += steps
             lines.append(f"{m} {what} " + " -> ".join(_fmt_iv(d[r][k], digits=2) for r in ranks)
                          + f" over ranks {ranks} (steps: {', '.join(steps)})")
@@ -583,9 +587,13 @@ def verdict_fig2_close(ranks, times: dict, intervals: dict | None = None) -> tup
     methods = ("svd", "rrqr", "aca")
     t = np.vstack([np.asarray(times[m], float) for m in methods])
     spread = (t.max(0) - t.min(0)) / t.min(0)
-    lo, hi = ranks <= 20, ranks > 20
+    cid = "T-fig2-close-below-20"
+    lo = np.array(ledger.rank_selected(cid, "spread_low_ranks", ranks), bool)
+    hi = np.array(ledger.rank_selected(cid, "spread_high_ranks", ranks), bool)
+    split = ledger.ranks_of(cid, "spread_low_ranks")["threshold"]
     if not lo.any() or not hi.any():
-        return ledger.Verdict("not testable here", "the rank sweep needs ranks on both sides of 20")
+        return ledger.Verdict("not testable here",
+                              f"the rank sweep needs ranks on both sides of {split:g}")
     t_lo = ledger.threshold("T-fig2-close-below-20", "spread_low_ranks")
     t_hi = ledger.threshold("T-fig2-close-below-20", "spread_high_ranks")
     if intervals is not None:
@@ -604,10 +612,13 @@ def verdict_fig2_close(ranks, times: dict, intervals: dict | None = None) -> tup
         return (f"{100 * x:.1f} %" if iv[0] == iv[1] else
                 f"{100 * x:.1f} % [{100 * iv[0]:.1f}, {100 * iv[1]:.1f}]")
 
+    r_lo, r_hi = (ledger.ranks_of(cid, n) for n in ("spread_low_ranks", "spread_high_ranks"))
+    at_lo = f"ranks {r_lo['comparison']} {r_lo['threshold']:g}"
+    at_hi = f"ranks {r_hi['comparison']} {r_hi['threshold']:g}"
     return ledger.Verdict(ledger.combine(*parts), (
-        f"mean spread between methods {pct(s_lo, iv_lo)} at ranks <= 20 ({parts[0]}), "
-        f"{pct(s_hi, iv_hi)} at ranks > 20 ({parts[1]}) (criterion: below {100 * t_lo:g} % up "
-        f"to rank 20, at least {100 * t_hi:g} % above)"), value=s_hi, interval=iv_hi)
+        f"mean spread between methods {pct(s_lo, iv_lo)} at {at_lo} ({parts[0]}), "
+        f"{pct(s_hi, iv_hi)} at {at_hi} ({parts[1]}) (criterion: below {100 * t_lo:g} % at "
+        f"{at_lo}, at least {100 * t_hi:g} % at {at_hi})"), value=s_hi, interval=iv_hi)
 
 
 def spearman_interval(x, y, level: float = 0.95) -> tuple[float, float, float]:
@@ -639,16 +650,20 @@ def verdict_fig2_monotone(ranks, times, what: str = "SVD product time") -> tuple
 
 def verdict_fig3_smaller(ranks, ratio: dict) -> tuple[str, str]:
     """T-fig3-storage-smaller: storage ratio below the threshold of claims.yml (1) at every
-    rank <= 70, SVD and QR."""
+    rank its ``ranks`` selects (<= 70), SVD and QR."""
     from . import ledger
 
-    thr = ledger.threshold("T-fig3-storage-smaller", "storage_ratio")
-    ranks = np.asarray(ranks)
-    sel = ranks <= 70
+    cid = "T-fig3-storage-smaller"
+    thr = ledger.threshold(cid, "storage_ratio")
+    sel = np.array(ledger.rank_selected(cid, "storage_ratio", ranks), bool)
+    spec = ledger.ranks_of(cid, "storage_ratio")
+    at = f"ranks {spec['comparison']} {spec['threshold']:g}"
+    if not sel.any():
+        return ledger.Verdict("not testable here", f"the rank sweep has no rank at {at}")
     vals = np.concatenate([np.asarray(ratio[m])[sel] for m in ("svd", "rrqr")])
     ok = bool(np.all(vals < thr))
     return ledger.Verdict("reproduced" if ok else "not reproduced",
-                          f"H storage / dense storage at ranks <= 70 (SVD, QR): "
+                          f"H storage / dense storage at {at} (SVD, QR): "
                           f"{vals.min():.3f} to {vals.max():.3f}", value=float(vals.max()))
 
 
@@ -674,15 +689,16 @@ def verdict_fig3_aca_least(ranks, nbytes: dict, dense_bytes: int,
     fixed rank hmat stores the same bytes for every method, so (1) needs the tolerance runs."""
     from . import ledger
 
-    ranks = np.asarray(ranks)
     a_rank = np.asarray(nbytes["aca"], float)
-    hi = ranks >= 70
+    hi = np.array(ledger.rank_selected("T-fig3-aca-least", "aca_over_dense_r70", ranks), bool)
+    spec = ledger.ranks_of("T-fig3-aca-least", "aca_over_dense_r70")
+    at = f"ranks {spec['comparison']} {spec['threshold']:g}"
     if not hi.any():
-        return ledger.Verdict("not testable here", "the rank sweep has no rank >= 70")
+        return ledger.Verdict("not testable here", f"the rank sweep has no rank at {at}")
     t2 = ledger.threshold("T-fig3-aca-least", "aca_over_dense_r70")
     ratio_hi = a_rank[hi] / dense_bytes
     v2 = "reproduced" if np.all(ratio_hi >= t2) else "not reproduced"
-    text2 = (f"ACA storage at ranks >= 70: {100 * ratio_hi.min():.1f} to "
+    text2 = (f"ACA storage at {at}: {100 * ratio_hi.min():.1f} to "
              f"{100 * ratio_hi.max():.1f} % of dense (criterion >= {100 * t2:g} %)")
     if not at_tolerance:
         return ledger.Verdict(ledger.combine("not testable here", v2),
@@ -790,17 +806,22 @@ def verdict_fig4_stable(ranks, acc: dict) -> tuple[str, str]:
                           value=st["svd"])
 
 
-def verdict_qr_close(ranks, acc_svd, acc_qr, at=(30, 50, 70),
-                     n_images: int | None = None, gaps=None) -> tuple[str, str]:
+def verdict_qr_close(ranks, acc_svd, acc_qr, n_images: int | None = None,
+                     gaps=None) -> tuple[str, str]:
     """T-concl-qr-close-to-svd: top-1(SVD) - top-1(QR) inside the band of claims.yml ([0, 3]
-    points) at ranks 30/50/70, each gap with its 95 % interval: ``gaps`` = {rank: paired
-    (est, lo, hi)} (:func:`paired_gap`), else :func:`top1_gap` (conservative)."""
+    points) at the ranks its ``ranks`` names (30/50/70), each gap with its 95 % interval:
+    ``gaps`` = {rank: paired (est, lo, hi)} (:func:`paired_gap`), else :func:`top1_gap`
+    (conservative)."""
     from . import ledger
 
     ranks = list(ranks)
-    pts = [r for r in at if r in ranks]
+    cid = "T-concl-qr-close-to-svd"
+    pts = list(dict.fromkeys(r for r, s in zip(ranks, ledger.rank_selected(
+        cid, "accuracy_gap", ranks), strict=True) if s))
     if not pts:
-        return ledger.Verdict("not testable here", f"none of the ranks {at} in the sweep")
+        spec = ledger.ranks_of(cid, "accuracy_gap")
+        return ledger.Verdict("not testable here", f"no rank of the sweep at ranks "
+                              f"{spec['comparison']} {spec['threshold']}")
     band = ledger.threshold("T-concl-qr-close-to-svd", "accuracy_gap")
     gaps = [_iv(gaps[r]) if gaps is not None else
             top1_gap(acc_svd[ranks.index(r)], acc_qr[ranks.index(r)], n_images) for r in pts]
@@ -814,14 +835,17 @@ def verdict_qr_close(ranks, acc_svd, acc_qr, at=(30, 50, 70),
 def verdict_aca_weak(ranks, acc_svd, acc_aca, n_images: int | None = None,
                      gaps=None) -> tuple[str, str]:
     """T-concl-aca-weak: top-1(ACA) below top-1(SVD) by more than the threshold of claims.yml
-    (3 points) at every rank in 30..70, each gap with its 95 % interval: ``gaps`` = {rank:
-    paired (est, lo, hi)} (:func:`paired_gap`), else :func:`top1_gap` (conservative)."""
+    (3 points) at every rank its ``ranks`` selects (30..70), each gap with its 95 % interval:
+    ``gaps`` = {rank: paired (est, lo, hi)} (:func:`paired_gap`), else :func:`top1_gap`
+    (conservative)."""
     from . import ledger
 
     ranks = np.asarray(ranks)
-    sel = (ranks >= 30) & (ranks <= 70)
+    sel = np.array(ledger.rank_selected("T-concl-aca-weak", "accuracy_gap", ranks), bool)
     if not sel.any():
-        return ledger.Verdict("not testable here", "no rank between 30 and 70 in the sweep")
+        lo, hi = ledger.ranks_of("T-concl-aca-weak", "accuracy_gap")["threshold"]
+        return ledger.Verdict("not testable here", f"no rank between {lo:g} and {hi:g} in the "
+                              "sweep")
     thr = ledger.threshold("T-concl-aca-weak", "accuracy_gap")
     if gaps is not None:
         gaps = [_iv(gaps[int(r)]) for r in ranks[sel]]
