@@ -359,8 +359,13 @@ def show(obj, **kw) -> None:
 
 
 def _numeric_text(text) -> bool:
-    """A formatted number, a missing value ("-") or a range ("1.2 to 3.4"): right-aligned."""
-    parts = str(text).replace(",", "").split(" to ")
+    """A formatted number, a missing value ("-"), a range ("1.2 to 3.4") or a number with its
+    interval ("0.5 [-5.3, 3.0]"): right-aligned, never wrapped."""
+    text = str(text)
+    if text.endswith("]") and " [" in text:  # "estimate [low, high]"
+        est, iv = text[:-1].split(" [", 1)
+        return all(_numeric_text(x.strip()) for x in [est, *iv.split(", ")]) and iv.count(", ") == 1
+    parts = text.replace(",", "").split(" to ")
     if len(parts) > 2:
         return False
     for p in parts:

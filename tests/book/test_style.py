@@ -206,3 +206,10 @@ def test_legend_outside_stays_off_the_data_and_the_labels():
     assert [t.get_text() for t in fleg.get_texts()] == ["a", "b"]  # each label once
     assert fleg.get_window_extent(r).y1 <= fig.bbox.y0 + 1  # below the panels
     plt.close(fig)
+
+
+def test_numbers_with_intervals_are_right_aligned_numbers():
+    t = style.table(pd.DataFrame({"model": ["a"], "saving [%]": ["0.5 [-5.3, 3.0]"],
+                                  "note": ["see [1, x]"]}))
+    assert "<td class='num'>0.5 [-5.3, 3.0]</td>" in t.html
+    assert "<td class='text'>see [1, x]</td>" in t.html
