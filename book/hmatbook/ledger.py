@@ -165,6 +165,8 @@ def criterion_text(c: dict) -> str:
     if not test:
         if not c.get("notebook"):
             return "no criterion as data: no notebook tests this claim yet"
+        if str(c.get("criterion") or "").startswith("not testable here"):
+            return "no criterion as data: the claim is not testable here (its words say why)"
         return ("criterion not yet held as data: the verdict code of "
                 f"{c['notebook']} applies it as the words say")
     for name, t in test.items():

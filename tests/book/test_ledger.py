@@ -256,6 +256,8 @@ def test_criterion_text_of_a_claim_without_test_data_says_so():
     assert ledger.criterion_text({"id": "X", "notebook": None}) == (
         "no criterion as data: no notebook tests this claim yet")
     assert "not yet held as data" in ledger.criterion_text({"id": "X", "notebook": "nb"})
+    assert "not testable here" in ledger.criterion_text(
+        {"id": "X", "notebook": "nb", "criterion": "not testable here: no form is given"})
 
 
 def test_criterion_text_rejects_a_test_without_label_or_with_an_unknown_role():
