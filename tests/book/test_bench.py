@@ -116,12 +116,6 @@ def test_verdicts():
     assert v == "not reproduced" and "slower at every size" in text
 
 
-def test_thresholds_agree_with_claims_file():
-    from hmatbook import ledger
-
-    assert bench.NLOGN_MAX_SLOPE == ledger.threshold("T-intro-nlogn", "storage_slope")
-
-
 def test_summarize_pytest_benchmark_json():
     def b(median, **info):
         return {"stats": {"median": median}, "extra_info": info}

@@ -167,6 +167,13 @@ def test_navier_stokes_reads_the_tie(edit):
 
 # ------------------------------------------------------------------ Part III and our own claims
 
+def test_nlogn_reads_the_slope(edit):
+    assert bench.verdict_nlogn(1.25)[0] == R
+    edit("T-intro-nlogn", "storage_slope", threshold=1.2)
+    v = bench.verdict_nlogn(1.25)
+    assert v[0] == N and "slope <= 1.2" in v[1]
+
+
 def test_overhead_reads_both_ratios(edit):
     rows = [{"n": 16, "ratio": 3.0, "hmat_s": 3e-6, "numpy_s": 1e-6, "build_s": 1e-3},
             {"n": 1024, "ratio": 0.5, "hmat_s": 5e-6, "numpy_s": 1e-5, "build_s": 1e-2}]
