@@ -74,10 +74,12 @@ def mech3_fewer_parameters(dense_error: float, dense_params: int, variants: list
     p_max = ledger.threshold("P-mech3-fewer-parameters", "params")
     small = [v for v in variants if v["params"] <= p_max * dense_params]
     if not small:
-        return "not testable here", "no H variant with <= 50 % of the parameters was run"
+        return "not testable here", (f"no H variant with <= {100 * p_max:g} % of the "
+                                     "parameters was run")
     best = min(small, key=lambda v: v["error"])
     measured = (f"dense error {dense_error:.3g} with {dense_params} parameters; best H variant "
-                f"with <= 50 % parameters: '{best['name']}', {best['params']} parameters "
+                f"with <= {100 * p_max:g} % parameters: '{best['name']}', {best['params']} "
+                "parameters "
                 f"({_pct(best['params'] / dense_params)}), error {best['error']:.3g} "
                 f"({best['error'] / dense_error:.2f}x dense)")
     return ledger.Verdict(_ok(best["error"] <= e_max * dense_error), measured,
