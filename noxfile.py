@@ -20,14 +20,17 @@ environment's Python, so ``python -m pip install nox`` is all a fresh machine ne
 from __future__ import annotations
 
 import argparse
+import ast
 import concurrent.futures
 import hashlib
 import json
 import os
+import pprint
 import re
 import shutil
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -242,13 +245,31 @@ def _schedule(selected: list[Path], jobs: int) -> list[list[Path]]:
     return groups
 
 
+# the widest code line the book shows without scrolling (hmatbook.style.CODE_COLUMN_CHARS)
+CODE_COLUMN_CHARS = 84
+
+
+def _assignment(name: str, value: str, note: str) -> list[str]:
+    """``name = value  # note`` as lines of the parameters cell the book shows: one line when it
+    fits the column, else the note as a comment above and the value wrapped (pprint)."""
+    line = f"{name} = {value}  # {note}"
+    if len(line) <= CODE_COLUMN_CHARS:
+        return [line]
+    comment = textwrap.wrap(note, CODE_COLUMN_CHARS, initial_indent="# ",
+                            subsequent_indent="# ", break_on_hyphens=False)
+    try:
+        body = pprint.pformat(ast.literal_eval(value), compact=True,
+                              width=max(20, CODE_COLUMN_CHARS - len(name) - 3)).splitlines()
+    except (ValueError, SyntaxError):
+        body = [value]
+    return [*comment, f"{name} = {body[0]}", *(" " * (len(name) + 3) + x for x in body[1:])]
+
+
 def _show_parameters_once(nb_path: Path, profile: str) -> None:
     """Show a page's parameters once: papermill runs the notebook's ``parameters`` cell and then
     injects a second cell with the profile's values. The book keeps the original cell (with its
     comments), its overridden values replaced by the values of this run, and hides the
     injected one (tag ``remove-cell``); the values shown are the values that ran."""
-    import ast
-
     nb = json.loads(nb_path.read_text(encoding="utf-8"))
     cells = nb.get("cells", [])
     tagged = {t: i for i, c in enumerate(cells) for t in c.get("metadata", {}).get("tags", [])}
@@ -281,9 +302,10 @@ def _show_parameters_once(nb_path: Path, profile: str) -> None:
             same = old == values[name]
         if same:
             continue
-        note = f"  # {profile} profile (notebook default: {' '.join(old.split())})"
-        lines[node.lineno - 1:node.end_lineno] = [f"{name} = {values[name]}{note}"]
-    extra = [f"{k} = {v}  # {profile} profile" for k, v in values.items() if k not in done]
+        note = f"{profile} profile (notebook default: {' '.join(old.split())})"
+        lines[node.lineno - 1:node.end_lineno] = _assignment(name, values[name], note)
+    extra = [x for k, v in values.items() if k not in done
+             for x in _assignment(k, v, f"{profile} profile")]
     head = f"# parameters of this run (profile {profile}; see book/profiles/{profile}.yml)"
     merged = "\n".join([head, *lines, *extra])
     orig["source"] = merged.splitlines(keepends=True)

@@ -30,10 +30,8 @@ CODE_CHARS = CODE_COLUMN_CHARS  # pages wrap printed text and code lines at this
 # Pages whose printed output is known to scroll sideways, each with the fix it waits for: they
 # xfail on that problem alone (every other check still fails them), and fail once fixed, so
 # that the entry is removed.
-KNOWN_SCROLL = {
-    "notebooks/ledger.html": "ledger.ipynb prints its verdict counts in one 137-character line "
-                             "(print -> hmatbook.style.say)",
-}
+# pages known to scroll sideways, with the reason (the test fails once one no longer does)
+KNOWN_SCROLL: dict[str, str] = {}
 SCREENSHOT_PAGES = ("intro.html", "notebooks/part1_table1.html", "notebooks/ledger.html")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update",

@@ -65,6 +65,28 @@ def test_parameters_shown_once_with_the_values_that_ran(noxfile, tmp_path):
     assert before == path.read_text()
 
 
+def test_long_parameters_are_wrapped_to_the_column(noxfile, tmp_path):
+    """A value of the full profile too long for one shown line (Fig. 2's 21 ranks) gets its note
+    as a comment above and its value wrapped, every line within the book's code column."""
+    from hmatbook.style import CODE_COLUMN_CHARS
+
+    assert noxfile.CODE_COLUMN_CHARS == CODE_COLUMN_CHARS
+    ranks = list(range(0, 101, 5))
+    nb = {"cells": [
+        _cell('profile = "quick"\nranks = [1, 5, 10]\n', ["parameters"]),
+        _cell(f'# Parameters\nprofile = "full"\nranks = {ranks}\n', ["injected-parameters"])],
+        "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    path = tmp_path / "x.ipynb"
+    path.write_text(json.dumps(nb))
+    noxfile._show_parameters_once(path, "full")
+    shown = "".join(json.loads(path.read_text())["cells"][0]["source"])
+    assert max(len(line) for line in shown.splitlines()) <= CODE_COLUMN_CHARS
+    assert "# full profile (notebook default: [1, 5, 10])" in shown
+    namespace = {}
+    exec(shown, namespace)  # the wrapped cell is still the same Python
+    assert namespace["ranks"] == ranks and namespace["profile"] == "full"
+
+
 def test_schedule_never_runs_a_timing_notebook_beside_another(noxfile, tmp_path):
     def nb(name, **meta):
         p = tmp_path / f"{name}.ipynb"
