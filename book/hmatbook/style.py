@@ -188,6 +188,75 @@ def legend_outside(ax_or_fig, **kw):
                      ncol=kw.pop("ncol", min(n, 3) or 1), **kw)
 
 
+def log_ticks(vmin: float, vmax: float, max_ticks: int = 5) -> list[float]:
+    """Labelled ticks of a log axis from ``vmin`` to ``vmax``: at most ``max_ticks`` of them,
+    at 1, 2, 3, 5 x 10^k where they fit, else 1, 2, 5 / 1, 3 / 1 x 10^k, else every n-th decade
+    (matplotlib's default labels every minor tick of a short range, and the labels collide)."""
+    if not (0 < vmin < vmax) or not math.isfinite(vmax):
+        return []
+    lo, hi = math.floor(math.log10(vmin)), math.ceil(math.log10(vmax))
+    eps = 1e-9 * (vmax - vmin)
+    for subs in ((1, 2, 3, 5), (1, 2, 5), (1, 3), (1,)):
+        ticks = [s * 10.0**k for k in range(lo, hi + 1) for s in subs
+                 if vmin - eps <= s * 10.0**k <= vmax + eps]
+        if len(ticks) <= max_ticks:
+            if len(ticks) >= 2:
+                return ticks
+            break  # too short a range for these: try every integer multiple of its decade
+    ticks = [s * 10.0**k for k in range(lo, hi + 1) for s in range(1, 10)
+             if vmin - eps <= s * 10.0**k <= vmax + eps]
+    if 2 <= len(ticks) <= max_ticks:
+        return ticks
+    if len(ticks) > max_ticks:  # many decades: every n-th one
+        stride = math.ceil((hi - lo + 1) / max_ticks)
+        return [10.0**k for k in range(lo, hi + 1) if k % stride == 0]
+    # a short range (less than between two multiples of its decade): evenly spaced ticks
+    import matplotlib.ticker as mticker
+
+    return [v for v in mticker.MaxNLocator(max_ticks, steps=[1, 2, 2.5, 5, 10])
+            .tick_values(vmin, vmax) if vmin - eps <= v <= vmax + eps]
+
+
+def _log_label(v: float, percent: bool) -> str:
+    """A tick label: a plain number (0.2, 30, 1,000) or 10^k for powers of ten far from 1."""
+    k = math.log10(v)
+    if (v >= 1e4 or v < 1e-3) and abs(k - round(k)) < 1e-9:
+        text = f"$10^{{{round(k)}}}$"
+    else:
+        text = fmt_number(v, 2)
+    return f"{text} %" if percent else text
+
+
+def log_axis(ax, axis: str = "x", *, percent: bool = False, max_ticks: int | None = None):
+    """Make ``axis`` ("x", "y" or "both") of ``ax`` a log axis whose labels never collide: a
+    few labelled ticks (:func:`log_ticks`) as plain numbers (``percent``: "30 %"), unlabelled
+    minor ticks. Call it after plotting (a later ``set_xscale("log")`` would undo it)."""
+    import matplotlib.ticker as mticker
+
+    if axis not in ("x", "y", "both"):
+        raise ValueError(f"axis must be 'x', 'y' or 'both', got {axis!r}")
+
+    class _Locator(mticker.Locator):
+        def __init__(self, n):
+            self.n = n
+
+        def __call__(self):
+            return self.tick_values(*self.axis.get_view_interval())
+
+        def tick_values(self, vmin, vmax):
+            return log_ticks(*sorted((vmin, vmax)), max_ticks=self.n)
+
+    for name in (("x", "y") if axis == "both" else (axis,)):
+        getattr(ax, f"set_{name}scale")("log")
+        a = getattr(ax, f"{name}axis")
+        # y labels stack vertically and are short: a few more fit than side by side on x
+        a.set_major_locator(_Locator(max_ticks or (5 if name == "x" else 6)))
+        a.set_major_formatter(mticker.FuncFormatter(lambda v, _pos: _log_label(v, percent)))
+        a.set_minor_locator(mticker.LogLocator(subs="auto", numticks=30))
+        a.set_minor_formatter(mticker.NullFormatter())
+    return ax
+
+
 def wrap(*parts, sep: str = " ", width: int = CODE_COLUMN_CHARS) -> str:
     """The text ``sep.join(parts)`` wrapped at ``width`` characters (each line of it on its own;
     continuation lines indented by two spaces): printed output that fits the content column."""
