@@ -111,12 +111,14 @@ _CHECK_JS = """() => {
                     (el.innerText || el.getAttribute('src') || '').slice(0, 60));
     }
   }
-  // code cells shown to the reader and their printed output: a <pre> that scrolls sideways
+  // code cells shown to the reader, their printed output and the pages' code blocks: a <pre>
+  // that scrolls sideways
   // (wider than its box) is named with its first line that does not fit; closed "show code"
   // toggles are skipped (a reader who has not opened them sees nothing)
   out.scroll = []; out.chars = null;
   const canvas = document.createElement('canvas').getContext('2d');
-  for (const pre of col.querySelectorAll('div.cell_input pre, div.cell_output pre')) {
+  for (const pre of col.querySelectorAll('div.cell_input pre, div.cell_output pre, '
+                                          + 'div.highlight pre')) {
     if (pre.closest('details:not([open])') || pre.clientWidth === 0) continue;
     const cs = getComputedStyle(pre);
     canvas.font = cs.font;
@@ -128,7 +130,8 @@ _CHECK_JS = """() => {
     if (pre.scrollWidth <= pre.clientWidth + 1) continue;
     const lines = pre.textContent.split('\\n');
     const line = lines.find(l => canvas.measureText(l).width > room + 1) || lines[0];
-    out.scroll.push((pre.closest('div.cell_output') ? 'output' : 'code') + ' line of ' +
+    out.scroll.push((pre.closest('div.cell_output') ? 'output' : pre.closest('div.cell')
+                     ? 'code' : 'code block') + ' line of ' +
                     line.length + ' characters: ' + line.slice(0, 100));
   }
   out.math = document.querySelectorAll('.math, span.math, div.math').length;
