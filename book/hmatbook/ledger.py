@@ -438,29 +438,40 @@ def changed_after_results(c: dict) -> bool:
 
 def glance_html(rows: list[dict], profile: str, link_prefix: str = "notebooks/") -> str:
     """The "Reproduction at a glance" table as HTML: per claim the source's value, ours with its
-    interval, the verdict and its qualifiers, and a link to the page that tests it."""
+    interval, the verdict and its qualifiers, and a link to the page that tests it. Six columns
+    of set widths, so that it fits the content column; a criterion changed after results were
+    known is marked with a dagger that the note under the table explains."""
     import html
 
     def esc(x) -> str:
         return html.escape(str(x))
 
     note = " (indicative sizes, not the papers' scale)" if profile == "quick" else ""
-    head = ("<tr><th>claim</th><th>the source says</th><th>we measured</th><th>95 % interval"
-            "</th><th>verdict</th><th>qualifiers</th><th>page</th></tr>")
-    body = []
+    widths = (16, 24, 14, 14, 20, 12)  # % of the column: claim, source, ours, verdict, ...
+    cols = "".join(f"<col style='width:{w}%'>" for w in widths)
+    head = ("<tr><th>claim</th><th>the source says</th><th>ours [95 % interval]</th>"
+            "<th>verdict</th><th>qualifiers</th><th>page</th></tr>")
+    body, changed = [], 0
     for r in rows:
         iv = r.get("interval")
-        iv = f"[{iv[0]:.3g}, {iv[1]:.3g}]" if iv else ""
-        val = "" if r.get("value") is None else f"{r['value']:.3g}"
+        ours = "" if r.get("value") is None else f"<span class='nw'>{r['value']:.3g}</span>"
+        if iv:
+            ours += f"<br><span class='nw'>[{iv[0]:.3g}, {iv[1]:.3g}]</span>"
         where = r.get("where") or r.get("notebook")
         page = (f"<a href='{esc(link_prefix + where)}.html'>{esc(where)}</a>" if where
                 else "no page yet")
-        flag = (" <em>(criterion changed after results were known)</em>"
-                if changed_after_results(r) else "")
+        flag = ""
+        if changed_after_results(r):
+            changed += 1
+            flag = "<sup title='criterion changed after results were known'>&dagger;</sup>"
         body.append(
-            f"<tr><td>{esc(r['id'])}</td><td>{esc(r.get('source_value') or r['claim'])}</td>"
-            f"<td>{val}</td><td>{iv}</td><td class='verdict'><b>{esc(r['verdict'])}</b>{flag}"
-            f"</td><td>{esc('; '.join(r.get('qualifiers') or []))}</td><td>{page}</td></tr>")
+            f"<tr><td class='id'>{esc(r['id'])}</td>"
+            f"<td>{esc(r.get('source_value') or r['claim'])}</td><td class='num'>{ours}</td>"
+            f"<td class='verdict'><b>{esc(r['verdict'])}</b>{flag}</td>"
+            f"<td>{esc('; '.join(r.get('qualifiers') or []))}</td><td>{page}</td></tr>")
+    foot = (f"<p class='hmat-table-note'>&dagger; criterion changed after results were known "
+            f"({changed} claims; the ledger page gives the old and new criterion and the "
+            "reason).</p>" if changed else "")
     return (f"<p>Profile of this build: <b>{esc(profile)}</b>{esc(note)}</p>"
-            f"<table class='hmat-glance'><thead>{head}</thead><tbody>{''.join(body)}"
-            "</tbody></table>")
+            f"<table class='hmat-glance'><colgroup>{cols}</colgroup><thead>{head}</thead>"
+            f"<tbody>{''.join(body)}</tbody></table>{foot}")
