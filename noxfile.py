@@ -24,6 +24,7 @@ import ast
 import concurrent.futures
 import hashlib
 import json
+import math
 import os
 import pprint
 import re
@@ -207,11 +208,29 @@ def _tee(stream, sink, log) -> None:
             sink.flush()
 
 
+def _yaml_safe_json(v) -> str:
+    """JSON that PyYAML (YAML 1.1, which papermill uses to read ``-f``) reads back as the same
+    values: a float such as 1e-06 has no dot, and YAML 1.1 would read it as the string
+    "1e-06" (the full profile's primer got ``tol='1e-06'``); it is written 1.0e-06."""
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            raise ValueError(f"a notebook parameter must be finite, got {v}")
+        r = repr(v)
+        mantissa, e, exponent = r.partition("e")
+        return f"{mantissa}.0e{exponent}" if e and "." not in mantissa else r
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_yaml_safe_json(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))}: {_yaml_safe_json(x)}"
+                               for k, x in v.items()) + "}"
+    return json.dumps(v)
+
+
 def _papermill(nb: Path, out: Path, params: dict, env: dict, log: Path, echo: bool = True,
                limit: float | None = None) -> int:
     """Execute one notebook with papermill in the ``hmat`` kernel; output is teed to ``log``."""
     params_file = log.with_suffix(".params.json")
-    params_file.write_text(json.dumps(params, indent=1))
+    params_file.write_text(_yaml_safe_json(params) + "\n")
     cmd = [_bin("papermill"), str(nb), str(out), "-k", KERNEL, "--language", "python",
            "-f", str(params_file), "--cwd", str(out.parent)]
     if IN_CI:

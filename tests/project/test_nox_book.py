@@ -65,6 +65,21 @@ def test_parameters_shown_once_with_the_values_that_ran(noxfile, tmp_path):
     assert before == path.read_text()
 
 
+def test_parameters_reach_papermill_as_the_values_of_the_profile(noxfile):
+    """papermill reads the parameters file with PyYAML (YAML 1.1), where 1e-06 is a string: the
+    file the build writes must read back as the same numbers (the full profile's primer got
+    tol='1e-06' before)."""
+    import yaml
+
+    params = {"profile": "full", "tols": [0.1, 1e-06, 1e-08, 2.5e-12, 1e20], "lr": 2.0e-3,
+              "n": 3, "flag": True, "none": None, "name": 'a "b" 1e-06',
+              "nested": {"epochs": 10000, "lr": 1e-05}}
+    assert yaml.safe_load(noxfile._yaml_safe_json(params)) == params
+    assert yaml.safe_load(json.dumps(params)) != params  # what plain JSON did
+    with pytest.raises(ValueError, match="finite"):
+        noxfile._yaml_safe_json({"x": float("nan")})
+
+
 def test_long_parameters_are_wrapped_to_the_column(noxfile, tmp_path):
     """A value of the full profile too long for one shown line (Fig. 2's 21 ranks) gets its note
     as a comment above and its value wrapped, every line within the book's code column."""
