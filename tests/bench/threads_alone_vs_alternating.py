@@ -15,18 +15,15 @@ import sys
 import time
 
 import numpy as np
+from serial_vs_parallel import _seconds  # beside this script: the same per-call timer
 
 import hmat
 from hmat import _kernels
 from hmatbook import bench
 
 
-def per_call(fn, n=300):
-    fn()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - t0) / n
+def per_call(fn):
+    return _seconds(fn, n=300)
 
 W0 = bench.get_matrix("mobilenet_v2")
 if W0 is None:
