@@ -25,6 +25,10 @@ in its rows (``task_lr``, CSR by ``task_ptr``), then its panels. The few low-ran
 task cut crosses (``shared``) get ``t_b`` computed first, in a separate parallel pass. A task owns
 its rows of ``Y``, so threads never write the same entry.
 
+Many vectors (``p >= GEMM_MIN_VECTORS``) take another route, :func:`product_gemm`: the same
+panels and ``Vt`` factors, but one BLAS GEMM per low-rank block and per chunk, on ``X (n, p)``
+as given (no transposition), since BLAS blocks a GEMM for the cache better than these loops do.
+
 Micro-kernels: ``Y[i, q] += A[i, :] . X[q, :]`` on tiles of 2 rows x 1 vector, 2 rows x 4 vectors,
 4 rows x 2 vectors (and their remainders): each loaded row of ``A`` is used for several vectors and
 each loaded vector for several rows, the loop is contiguous and vectorises (fastmath), and float32
@@ -70,6 +74,10 @@ N_TASKS = max(1, int(config.NUMBA_NUM_THREADS))
 #: waking sleeping threads costs more than it saves. On 2 cores, the MobileNetV2 classifier at
 #: rank 30 (0.67 M entries, one vector) took 77-87 us on one thread and 87-99 us on two
 PARALLEL_MIN_WORK = 1 << 20
+#: from this many vectors on, products run on BLAS GEMMs (:func:`product_gemm`) instead of the
+#: micro-kernels below. On 1 thread (classifier 1000 x 1280, ranks 30 and 70, float32 and
+#: float64) BLAS was faster from 4 vectors on in every case, mixed at 2 and 3 (2026-12-02)
+GEMM_MIN_VECTORS = 4
 
 
 # ---------------------------------------------------------------- dot-product micro-kernels
@@ -298,6 +306,71 @@ def product(panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, t_off, t
     for task in prange(task_chunk.shape[0] - 1):
         _run_task(task, panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, t_off,
                   task_chunk, task_ptr, task_lr, wmax, XT, YT, T, zero)
+
+
+# ---------------------------------------------------------------- many vectors: BLAS GEMMs
+@njit(**_OPTS)
+def _vt_gemm(b, lr_desc, vt, vt_off, X, T, t_off):
+    """``T_b = Vt_b X_b`` of low-rank block ``b``: rows ``t_off[b]:`` of ``T (sum k, p)``."""
+    c0, n, k = lr_desc[b, 2], lr_desc[b, 3], lr_desc[b, 4]
+    o = vt_off[b]
+    np.dot(vt[o:o + k * n].reshape((k, n)), X[c0:c0 + n], T[t_off[b]:t_off[b] + k])
+
+
+@njit(**_OPTS)
+def _gemm_task(task, panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, t_off,
+               task_chunk, task_ptr, task_lr, wmax, X, Y, T):
+    """One task of :func:`product_gemm`: its blocks' ``T_b``, then ``Y_c = P_c Z_c`` per chunk,
+    ``Z_c`` gathered by whole rows of ``X`` and ``T`` (the runs)."""
+    for it in range(task_ptr[task], task_ptr[task + 1]):
+        _vt_gemm(task_lr[it], lr_desc, vt, vt_off, X, T, t_off)
+    Z = np.empty((wmax, X.shape[1]), dtype=Y.dtype)
+    for c in range(task_chunk[task], task_chunk[task + 1]):
+        lo, hi = chunks[c], chunks[c + 1]
+        width = 0
+        for r in range(run_ptr[c], run_ptr[c + 1]):
+            source, src, ln, pos = runs[r, 0], runs[r, 1], runs[r, 2], runs[r, 3]
+            if source == 1:
+                Z[pos:pos + ln] = T[src:src + ln]
+            else:
+                Z[pos:pos + ln] = X[src:src + ln]
+            width = max(width, pos + ln)
+        if width > 0:
+            P = panel[pan_off[c]:pan_off[c] + (hi - lo) * width].reshape((hi - lo, width))
+            np.dot(P, Z[:width], Y[lo:hi])
+        else:
+            Y[lo:hi] = 0
+
+
+@njit(**_OPTS)
+def _gemm_serial(panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, t_off,
+                 task_chunk, task_ptr, task_lr, shared, wmax, X, Y, T):
+    for s in range(shared.shape[0]):
+        _vt_gemm(shared[s], lr_desc, vt, vt_off, X, T, t_off)
+    for task in range(task_chunk.shape[0] - 1):
+        _gemm_task(task, panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, t_off,
+                   task_chunk, task_ptr, task_lr, wmax, X, Y, T)
+
+
+@njit(parallel=True, **_OPTS)
+def product_gemm(panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, t_off, task_chunk,
+                 task_ptr, task_lr, shared, wmax, X, Y, parallel):
+    """``Y = H @ X`` for many vectors, ``X (n, p)`` and ``Y (m, p)`` C-contiguous, on BLAS
+    (``np.dot`` in numba calls scipy's BLAS): one GEMM per low-rank block, ``T_b = Vt_b X_b``,
+    and one per chunk, ``Y_c = P_c Z_c``. Every operand is a contiguous slice (``X_b`` and
+    ``Y_c`` are row ranges, ``T`` is ``(sum k, p)``). Same tasks and thread rule as
+    :func:`product`: on 2 threads the tasks beat BLAS's own threads on these small GEMMs."""
+    T = np.empty((t_off[-1], X.shape[1]), dtype=Y.dtype)
+    if not parallel:
+        _gemm_serial(panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, t_off,
+                     task_chunk, task_ptr, task_lr, shared, wmax, X, Y, T)
+        return
+    if shared.shape[0] > 0:
+        for s in prange(shared.shape[0]):
+            _vt_gemm(shared[s], lr_desc, vt, vt_off, X, T, t_off)
+    for task in prange(task_chunk.shape[0] - 1):
+        _gemm_task(task, panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, t_off,
+                   task_chunk, task_ptr, task_lr, wmax, X, Y, T)
 
 
 @njit(cache=True, fastmath=True)

@@ -292,14 +292,17 @@ class HMatrix:
         return args
 
     def matvec(self, x) -> np.ndarray:
-        """``H @ x`` for a vector (n,) or a matrix (n, p); a matrix result is F-ordered (the
-        kernels work on ``x.T`` so that every loop is a dot product over contiguous memory)."""
+        """``H @ x`` for a vector (n,) or a matrix (n, p). From ``GEMM_MIN_VECTORS`` vectors on,
+        BLAS GEMMs on the blocks (C-ordered result); below, numba micro-kernels on ``x.T`` (every
+        loop a dot product over contiguous memory; F-ordered result)."""
         if (type(x) is np.ndarray and x.dtype == self.dtype and x.ndim in (1, 2)
                 and x.shape[0] == self.shape[1]):  # fast path: an array of H's dtype
             dtype = self.dtype
         else:
             x, dtype = self._prepare(x, self.shape[1], "x")
         cp, rp = self.col_perm, self.row_perm
+        if x.ndim == 2 and x.shape[1] >= _kernels.GEMM_MIN_VECTORS:
+            return self._matmat_blas(x, dtype)
         if x.ndim == 1:
             XT = (x if cp is None else x[cp]).reshape(1, -1)
             if XT.dtype != dtype or not XT.flags.c_contiguous:
@@ -315,6 +318,21 @@ class HMatrix:
         return YT[0] if x.ndim == 1 else YT.T
 
     matmat = matvec
+
+    def _matmat_blas(self, x, dtype):
+        """``H @ x`` for many vectors on BLAS GEMMs (:func:`hmat._kernels.product_gemm`); the
+        result is C-ordered like numpy's."""
+        cp, rp = self.col_perm, self.row_perm
+        X = np.ascontiguousarray(x if cp is None else x[cp], dtype=dtype)
+        Y = np.empty((self.shape[0], X.shape[1]), dtype=dtype)
+        static, _ = self._kernel_args(dtype)
+        _kernels.product_gemm(*static, X, Y,
+                              self._work * X.shape[1] >= _kernels.PARALLEL_MIN_WORK)
+        if rp is None:
+            return Y
+        out = np.empty_like(Y)
+        out[rp] = Y
+        return out
 
     def rmatvec(self, y) -> np.ndarray:
         """``H.T @ y`` for a vector (m,) or a matrix (m, p)."""

@@ -115,7 +115,7 @@ def test_zero_rank_blocks_and_p0():
                              [(0, 3, dense)])
     for h in (H, H2):
         np.testing.assert_allclose(h.to_dense(), ref)
-        for p in (None, 0, 1, 3):
+        for p in (None, 0, 1, 3, 6):  # 6: the BLAS route
             x = RNG.standard_normal(8 if p is None else (8, p))
             np.testing.assert_allclose(h @ x, ref @ x, atol=1e-12)
         assert (h @ np.zeros((8, 0))).shape == (8, 0)
@@ -123,15 +123,24 @@ def test_zero_rank_blocks_and_p0():
     assert H.n_entries == H2.n_entries == 2 * (4 + 3) + 20
 
 
-def test_serial_and_parallel_paths():
-    """A product with many vectors runs in parallel, one vector serially: same numbers.
-    (The threshold is read, not changed, to make sure both paths run.)"""
+def test_serial_parallel_and_blas_paths():
+    """The three routes of a product give the same numbers: the micro-kernels on the calling
+    thread and over the threads, and the BLAS route that ``H @ X`` takes for many vectors."""
     A = inverse_distance(1024)
     H = hmat.compress(A, tol=1e-6, leaf_size=32)
     p = 16
-    assert H.n_entries * p >= _kernels.PARALLEL_MIN_WORK > H.n_entries  # both paths taken
+    assert p >= _kernels.GEMM_MIN_VECTORS  # H @ X below takes the BLAS route
     X = RNG.standard_normal((1024, p))
     Y = _check(H, X)
+    static, zero = H._kernel_args(X.dtype)
+    XT = np.ascontiguousarray(X.T)
+    for parallel in (False, True):
+        YT = np.empty((p, 1024))
+        _kernels.product(*static, XT, YT, zero, parallel)
+        np.testing.assert_allclose(YT.T, Y, rtol=0, atol=1e-12 * np.abs(Y).max())
+        Yb = np.empty((1024, p))
+        _kernels.product_gemm(*static, np.ascontiguousarray(X), Yb, parallel)
+        np.testing.assert_allclose(Yb, Y, rtol=0, atol=1e-12 * np.abs(Y).max())
     for j in range(0, p, 5):
         np.testing.assert_allclose(Y[:, j], H @ X[:, j], rtol=0, atol=1e-12 * np.abs(Y).max())
 
