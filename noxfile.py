@@ -368,8 +368,10 @@ def _commit() -> str:
     def git(*a):
         return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout
     head = git("rev-parse", "--short", "HEAD").strip() or "unknown"
-    return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no").strip()
-                   else "")
+    # the times file itself changes with every timed notebook: not a change of the code
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                  f":(exclude){FULL_TIMES.relative_to(ROOT).as_posix()}").strip()
+    return head + ("+changes" if changed else "")
 
 
 def _record_full_time(name: str, seconds: float, beside_others: bool,
