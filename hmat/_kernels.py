@@ -78,6 +78,11 @@ PARALLEL_MIN_WORK = 1 << 20
 #: micro-kernels below. On 1 thread (classifier 1000 x 1280, ranks 30 and 70, float32 and
 #: float64) BLAS was faster from 4 vectors on in every case, mixed at 2 and 3 (2026-12-02)
 GEMM_MIN_VECTORS = 4
+#: the most multiply-adds (rows x columns x vectors) of one BLAS call: larger ones are cut into
+#: row pieces. OpenBLAS runs a GEMM of at most 100^3 of them on its small-matrix kernels, which do
+#: not pack the operands; on 31-row panels of 520-760 columns and 64 vectors (1.3-1.5 M) the
+#: packing path took 1.5x as long (MobileNetV2 classifier ranks 50/70, one thread, 2026-12-02)
+GEMM_MAX_MNK = 1_000_000
 
 
 # ---------------------------------------------------------------- dot-product micro-kernels
@@ -310,11 +315,23 @@ def product(panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, t_off, t
 
 # ---------------------------------------------------------------- many vectors: BLAS GEMMs
 @njit(**_OPTS)
+def _gemm_rows(a, off, m, k, B, C):
+    """``C = A @ B`` for ``A`` (m x k, row-major at ``a[off:]``), ``B`` (k x p), ``C`` (m x p), in
+    pieces of rows of at most ``GEMM_MAX_MNK`` multiply-adds each (see there)."""
+    p = B.shape[1]
+    step = max(1, min(m, GEMM_MAX_MNK // max(1, k * p)))
+    pieces = (m + step - 1) // step
+    for i in range(pieces):
+        r0 = i * m // pieces
+        r1 = (i + 1) * m // pieces
+        np.dot(a[off + r0 * k:off + r1 * k].reshape((r1 - r0, k)), B, C[r0:r1])
+
+
+@njit(**_OPTS)
 def _vt_gemm(b, lr_desc, vt, vt_off, X, T, t_off):
     """``T_b = Vt_b X_b`` of low-rank block ``b``: rows ``t_off[b]:`` of ``T (sum k, p)``."""
     c0, n, k = lr_desc[b, 2], lr_desc[b, 3], lr_desc[b, 4]
-    o = vt_off[b]
-    np.dot(vt[o:o + k * n].reshape((k, n)), X[c0:c0 + n], T[t_off[b]:t_off[b] + k])
+    _gemm_rows(vt, vt_off[b], k, n, X[c0:c0 + n], T[t_off[b]:t_off[b] + k])
 
 
 @njit(**_OPTS)
@@ -336,8 +353,7 @@ def _gemm_task(task, panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc,
                 Z[pos:pos + ln] = X[src:src + ln]
             width = max(width, pos + ln)
         if width > 0:
-            P = panel[pan_off[c]:pan_off[c] + (hi - lo) * width].reshape((hi - lo, width))
-            np.dot(P, Z[:width], Y[lo:hi])
+            _gemm_rows(panel, pan_off[c], hi - lo, width, Z[:width], Y[lo:hi])
         else:
             Y[lo:hi] = 0
 
