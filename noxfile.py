@@ -369,8 +369,10 @@ def _commit() -> str:
         return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout
     head = git("rev-parse", "--short", "HEAD").strip() or "unknown"
     # the times file itself changes with every timed notebook: not a change of the code
-    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".",
-                  f":(exclude){FULL_TIMES.relative_to(ROOT).as_posix()}").strip()
+    spec = ["--", "."]
+    if FULL_TIMES.is_relative_to(ROOT):
+        spec.append(f":(exclude){FULL_TIMES.relative_to(ROOT).as_posix()}")
+    changed = git("status", "--porcelain", "--untracked-files=no", *spec).strip()
     return head + ("+changes" if changed else "")
 
 
