@@ -4,8 +4,7 @@ Two ways to run it:
 
 * inference (``eval()`` + ``torch.no_grad()``, CPU, float32/float64 input): ``y = H @ x`` through
   the products of :class:`hmat.HMatrix` (numba kernels; BLAS GEMMs for batches of 4 or more
-  inputs) (the H-matrix is rebuilt from the parameters only
-  when they have changed);
+  inputs); the H-matrix is rebuilt from the parameters only when they have changed;
 * differentiable (training, or any autograd / ``torch.func`` use): plain torch on the block
   factors, which are ``nn.Parameter``s. Blocks of equal shape are grouped, so one group is two
   batched products (``bmm``) instead of a Python loop over hundreds of tiny blocks. Ranks inside
