@@ -240,6 +240,12 @@ def _gemm_nt(a, off, m, n, XT, c0, YT, r0, zero):
 
 # ---------------------------------------------------------------- one block, one task
 @njit(**_OPTS)
+def _width(pan_off, chunks, c):
+    """Columns of chunk ``c``'s panel (its segments side by side): its size over its rows."""
+    return (pan_off[c + 1] - pan_off[c]) // (chunks[c + 1] - chunks[c])
+
+
+@njit(**_OPTS)
 def _vt_block(b, lr_desc, vt, vt_off, XT, T, t_off, zero):
     """``t_b = Vt_b X_b`` of low-rank block ``b`` for all vectors, into ``T[:, t_off[b]:]``."""
     c0, n, k = lr_desc[b, 2], lr_desc[b, 3], lr_desc[b, 4]
@@ -259,7 +265,6 @@ def _run_task(task, panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, 
     Z = np.empty((p, wmax), dtype=YT.dtype)
     for c in range(task_chunk[task], task_chunk[task + 1]):
         lo, hi = chunks[c], chunks[c + 1]
-        width = 0
         for r in range(run_ptr[c], run_ptr[c + 1]):
             source, src, ln, pos = runs[r, 0], runs[r, 1], runs[r, 2], runs[r, 3]
             for q in range(p):
@@ -267,7 +272,7 @@ def _run_task(task, panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, 
                     Z[q, pos:pos + ln] = T[q, src:src + ln]
                 else:
                     Z[q, pos:pos + ln] = XT[q, src:src + ln]
-            width = max(width, pos + ln)
+        width = _width(pan_off, chunks, c)
         for q in range(p):
             YT[q, lo:hi] = zero
         if width > 0:
@@ -344,14 +349,13 @@ def _gemm_task(task, panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc,
     Z = np.empty((wmax, X.shape[1]), dtype=Y.dtype)
     for c in range(task_chunk[task], task_chunk[task + 1]):
         lo, hi = chunks[c], chunks[c + 1]
-        width = 0
         for r in range(run_ptr[c], run_ptr[c + 1]):
             source, src, ln, pos = runs[r, 0], runs[r, 1], runs[r, 2], runs[r, 3]
             if source == 1:
                 Z[pos:pos + ln] = T[src:src + ln]
             else:
                 Z[pos:pos + ln] = X[src:src + ln]
-            width = max(width, pos + ln)
+        width = _width(pan_off, chunks, c)
         if width > 0:
             _gemm_rows(panel, pan_off[c], hi - lo, width, Z[:width], Y[lo:hi])
         else:
@@ -399,9 +403,7 @@ def rmatmat(panel, pan_off, chunks, seg_ptr, seg, vt, vt_off, lr_desc, t_off, X,
     T = np.zeros((t_off[-1], p), dtype=Y.dtype)
     for c in range(chunks.shape[0] - 1):
         lo, hi = chunks[c], chunks[c + 1]
-        width = 0
-        for s in range(seg_ptr[c], seg_ptr[c + 1]):
-            width = max(width, seg[s, 3] + seg[s, 2])
+        width = _width(pan_off, chunks, c)
         P = panel[pan_off[c]:pan_off[c] + (hi - lo) * width].reshape((hi - lo, width))
         for s in range(seg_ptr[c], seg_ptr[c + 1]):
             item, src, ln, pos = seg[s, 0], seg[s, 1], seg[s, 2], seg[s, 3]
