@@ -430,14 +430,20 @@ def _write_run_times(profile: str, notebooks: list[Path], timings: dict) -> None
                   "above the number of cores, other work shared them and the time is inflated.",
                   "", "| notebook | wall time | load | date | commit | machine |",
                   "| --- | --- | --- | --- | --- | --- |"]
+        notes = []  # an entry's "note" (written by hand: how that run differed from a build)
         for nb in timed:
             e = full[nb.stem]
             wall = _fmt_seconds(e["seconds"])
             if e.get("stopped"):
                 wall = f"more than {wall} (stopped by `--time-limit`)"
+            if e.get("note"):
+                notes.append(f"{len(notes) + 1}. {nb.stem}: {e['note']}")
+                wall = f"{wall} (note {len(notes)})"
             load = f"{e['load_15min']} on {e['cores']} cores" if "load_15min" in e else "-"
             lines.append(f"| {nb.stem} | {wall} | {load} | {e['date']} | "
                          f"`{e['commit']}` | {e['machine']} |")
+        if notes:
+            lines += ["", "Notes:", "", *notes]
         if missing:
             lines += ["", f"Not yet timed under the full profile: {', '.join(missing)}."]
     out = EXECUTED / "_generated" / "run_times.md"

@@ -132,4 +132,10 @@ def test_reproduce_times_say_plainly_when_the_full_profile_was_not_timed(noxfile
     noxfile._write_run_times("quick", nbs, timings)
     text = (tmp_path / "_generated" / "run_times.md").read_text()
     assert "1 of 2 notebooks" in text and "| a | 62.0 min |" in text
-    assert "Not yet timed under the full profile: b." in text
+    assert "Not yet timed under the full profile: b." in text and "Notes:" not in text
+    data = json.loads((tmp_path / "full.json").read_text())
+    data["notebooks"]["a"]["note"] = "it trained its network itself"
+    (tmp_path / "full.json").write_text(json.dumps(data))
+    noxfile._write_run_times("quick", nbs, timings)
+    text = (tmp_path / "_generated" / "run_times.md").read_text()
+    assert "| a | 62.0 min (note 1) |" in text and "1. a: it trained its network itself" in text
