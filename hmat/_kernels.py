@@ -25,6 +25,9 @@ in its rows (``task_lr``, CSR by ``task_ptr``), then its panels. The few low-ran
 task cut crosses (``shared``) get ``t_b`` computed first, in a separate parallel pass. A task owns
 its rows of ``Y``, so threads never write the same entry.
 
+The integer tables (offsets, runs, descriptors, schedule) reach the kernels packed in one int64
+array, the *plan* (:func:`pack_plan`), so that a call passes three arrays besides the vectors.
+
 Many vectors (``p >= GEMM_MIN_VECTORS``) take another route, :func:`product_gemm`: the same
 panels and ``Vt`` factors, but one BLAS GEMM per low-rank block and per chunk, on ``X (n, p)``
 as given (no transposition), since BLAS blocks a GEMM for the cache better than these loops do.
@@ -83,6 +86,40 @@ GEMM_MIN_VECTORS = 4
 #: not pack the operands; on 31-row panels of 520-760 columns and 64 vectors (1.3-1.5 M) the
 #: packing path took 1.5x as long (MobileNetV2 classifier ranks 50/70, one thread, 2026-12-02)
 GEMM_MAX_MNK = 1_000_000
+
+
+# ---------------------------------------------------------------- the plan: one argument
+#: the integer tables that a product reads, in the order they are packed into the *plan*
+PLAN_TABLES = ("pan_off", "chunks", "run_ptr", "runs", "vt_off", "lr_desc", "t_off",
+               "task_chunk", "task_ptr", "task_lr", "shared")
+#: the plan's header: ``wmax`` (the widest panel), then where each table starts and the last ends
+PLAN_HEADER = len(PLAN_TABLES) + 2
+
+
+def pack_plan(tables: dict, wmax: int) -> tuple[np.ndarray, dict]:
+    """The tables named in ``PLAN_TABLES`` packed into one int64 array, and views of each table
+    into it. Why: a call unboxes every array argument (about 0.1-0.2 us each), so one plan instead
+    of eleven tables is most of a tiny product's fixed cost."""
+    arrays = [np.asarray(tables[name], dtype=np.int64) for name in PLAN_TABLES]
+    starts = PLAN_HEADER + np.concatenate([[0], np.cumsum([a.size for a in arrays])])
+    plan = np.empty(int(starts[-1]), dtype=np.int64)
+    plan[0] = wmax
+    plan[1:PLAN_HEADER] = starts
+    views = {}
+    for name, a, s in zip(PLAN_TABLES, arrays, starts[:-1], strict=True):
+        plan[s:s + a.size] = a.ravel()
+        views[name] = plan[s:s + a.size].reshape(a.shape)
+    return plan, views
+
+
+@njit(**_OPTS)
+def _unpack(plan):
+    """The plan's tables (views, in ``PLAN_TABLES`` order) and ``wmax``."""
+    s = plan[1:PLAN_HEADER]
+    runs, lr = plan[s[3]:s[4]], plan[s[5]:s[6]]
+    return (plan[s[0]:s[1]], plan[s[1]:s[2]], plan[s[2]:s[3]], runs.reshape((runs.size // 4, 4)),
+            plan[s[4]:s[5]], lr.reshape((lr.size // 6, 6)), plan[s[6]:s[7]], plan[s[7]:s[8]],
+            plan[s[8]:s[9]], plan[s[9]:s[10]], plan[s[10]:s[11]], plan[0])
 
 
 # ---------------------------------------------------------------- dot-product micro-kernels
@@ -298,13 +335,14 @@ def _product_serial(panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, 
 
 
 @njit(parallel=True, **_OPTS)
-def product(panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, t_off, task_chunk,
-            task_ptr, task_lr, shared, wmax, XT, YT, zero, parallel):
-    """``YT = (H @ XT.T).T`` for ``XT (p, n)``, ``YT (p, m)``, C-contiguous. First the shared
-    blocks' ``t``, then the tasks; over the threads when ``parallel`` (``numba.set_num_threads``
-    sets how many), else on the calling thread, which saves starting a parallel region on small
-    products. Only the two prange loops live here: any array expression in a parallel function
-    becomes a parallel region of its own."""
+def product(panel, vt, plan, XT, YT, zero, parallel):
+    """``YT = (H @ XT.T).T`` for ``XT (p, n)``, ``YT (p, m)``, C-contiguous; the tables come
+    packed in ``plan`` (:func:`pack_plan`). First the shared blocks' ``t``, then the tasks; over
+    the threads when ``parallel`` (``numba.set_num_threads`` sets how many), else on the calling
+    thread, which saves starting a parallel region on small products. Only the two prange loops
+    live here: any array expression in a parallel function becomes a parallel region of its own."""
+    (pan_off, chunks, run_ptr, runs, vt_off, lr_desc, t_off, task_chunk, task_ptr, task_lr,
+     shared, wmax) = _unpack(plan)
     T = _workspace(t_off, XT.shape[0], YT)
     if not parallel:
         _product_serial(panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, t_off,
@@ -373,13 +411,15 @@ def _gemm_serial(panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, t_o
 
 
 @njit(parallel=True, **_OPTS)
-def product_gemm(panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, t_off, task_chunk,
-                 task_ptr, task_lr, shared, wmax, X, Y, parallel):
+def product_gemm(panel, vt, plan, X, Y, parallel):
     """``Y = H @ X`` for many vectors, ``X (n, p)`` and ``Y (m, p)`` C-contiguous, on BLAS
     (``np.dot`` in numba calls scipy's BLAS): one GEMM per low-rank block, ``T_b = Vt_b X_b``,
     and one per chunk, ``Y_c = P_c Z_c``. Every operand is a contiguous slice (``X_b`` and
     ``Y_c`` are row ranges, ``T`` is ``(sum k, p)``). Same tasks and thread rule as
-    :func:`product`: on 2 threads the tasks beat BLAS's own threads on these small GEMMs."""
+    :func:`product`: on 2 threads the tasks beat BLAS's own threads on these small GEMMs. With
+    ``parallel``, the caller runs the BLAS on one thread (``hmat._threads.one_blas_thread``)."""
+    (pan_off, chunks, run_ptr, runs, vt_off, lr_desc, t_off, task_chunk, task_ptr, task_lr,
+     shared, wmax) = _unpack(plan)
     T = np.empty((t_off[-1], X.shape[1]), dtype=Y.dtype)
     if not parallel:
         _gemm_serial(panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, t_off,

@@ -12,7 +12,7 @@ import functools
 import os
 import sys
 
-__all__ = ["limit_threads", "blas_threads", "available_threads"]
+__all__ = ["limit_threads", "blas_threads", "available_threads", "one_blas_thread"]
 
 
 def available_threads() -> int:
@@ -37,6 +37,34 @@ def _controller():
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_libraries() -> tuple:
+    """The loaded BLAS libraries (threadpoolctl controllers), found once, after loading the one
+    that numba's ``np.dot`` calls (scipy's)."""
+    import scipy.linalg.cython_blas  # noqa: F401
+    from threadpoolctl import ThreadpoolController
+
+    return tuple(lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas")
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """Run the body with every BLAS on one thread, for BLAS calls made inside numba's parallel
+    tasks: a threaded OpenBLAS called from an OpenMP region starts its own threads beside the
+    region's (it prints "Detect OpenMP Loop and this application may hang"). A few microseconds
+    (ctypes calls), so only for products that are worth a parallel region."""
+    libs = [(lib, lib.num_threads) for lib in _blas_libraries()]
+    for lib, n in libs:
+        if n > 1:
+            lib.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for lib, n in libs:
+            if n > 1:
+                lib.set_num_threads(n)
 
 
 @contextlib.contextmanager

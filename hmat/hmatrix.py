@@ -15,7 +15,8 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _kernels
-from ._layout import chunk_cost, pack_blocks, schedule, to_panels
+from ._layout import Schedule, chunk_cost, pack_blocks, schedule, to_panels
+from ._threads import one_blas_thread
 
 __all__ = ["HMatrix", "Block"]
 
@@ -93,8 +94,14 @@ class HMatrix:
         d[:, 4] = np.cumsum(sizes) - sizes
         widths = np.diff(self._pn.pan_off) // np.maximum(np.diff(self._pn.chunks), 1)
         self._wmax = int(widths.max(initial=0))  # widest panel: the gather buffer's size
-        self._schedule = schedule(self._pn.chunks, chunk_cost(self._pn, self.lr_desc),
-                                  self.lr_desc, _kernels.N_TASKS)
+        sch = schedule(self._pn.chunks, chunk_cost(self._pn, self.lr_desc), self.lr_desc,
+                       _kernels.N_TASKS)
+        # the products' integer tables live in one array (the plan); these are views into it
+        self._plan, v = _kernels.pack_plan(
+            {**self._pn._asdict(), **sch._asdict(), "lr_desc": self.lr_desc}, self._wmax)
+        self._pn = self._pn._replace(**{k: v[k] for k in self._pn._fields if k in v})
+        self._schedule = Schedule(*(v[k] for k in Schedule._fields))
+        self.lr_desc = v["lr_desc"]
         self._work = int(self._pn.panel.size + self._pn.vt.size)  # entries read per vector
         self._cast_cache: dict = {}
         self._args_cache: dict = {}
@@ -156,10 +163,12 @@ class HMatrix:
     def nbytes(self) -> int:
         """Every byte stored: panels, Vt factors, descriptors, segment and offset tables,
         permutations and the product schedule. Not counted: the cast copy that a product with a
-        vector of another dtype caches (``H`` float32 times float64 ``x`` computes in float64)."""
+        vector of another dtype caches (``H`` float32 times float64 ``x`` computes in float64).
+        The plan's tables are views (counted once), plus its header."""
         arrays = [self.lr_desc, self.d_desc, *self._pn]
         arrays += [p for p in (self.row_perm, self.col_perm) if p is not None]
-        return int(sum(a.nbytes for a in arrays)) + self._schedule.nbytes
+        return (int(sum(a.nbytes for a in arrays)) + self._schedule.nbytes
+                + 8 * _kernels.PLAN_HEADER)
 
     @property
     def dense_nbytes(self) -> int:
@@ -278,16 +287,12 @@ class HMatrix:
         return x, dtype
 
     def _kernel_args(self, dtype):
-        """The product kernel's arguments that do not depend on ``x``, and the zero of
-        ``dtype``: built once per dtype, so a call packs no tables (the Python side of a tiny
-        product took 3.1 of its 4.9 us)."""
+        """The product kernel's arguments that do not depend on ``x`` (panels, ``Vt`` factors,
+        the plan) and the zero of ``dtype``: built once per dtype, so a call packs nothing."""
         args = self._args_cache.get(dtype)
         if args is None:
             panel, vt = self._data(dtype)
-            pn, sch = self._pn, self._schedule
-            args = ((panel, pn.pan_off, pn.chunks, pn.run_ptr, pn.runs, vt, pn.vt_off,
-                     self.lr_desc, pn.t_off, sch.task_chunk, sch.task_ptr, sch.task_lr,
-                     sch.shared, self._wmax), dtype.type(0))
+            args = ((panel, vt, self._plan), dtype.type(0))
             self._args_cache[dtype] = args
         return args
 
@@ -326,8 +331,11 @@ class HMatrix:
         X = np.ascontiguousarray(x if cp is None else x[cp], dtype=dtype)
         Y = np.empty((self.shape[0], X.shape[1]), dtype=dtype)
         static, _ = self._kernel_args(dtype)
-        _kernels.product_gemm(*static, X, Y,
-                              self._work * X.shape[1] >= _kernels.PARALLEL_MIN_WORK)
+        if self._work * X.shape[1] >= _kernels.PARALLEL_MIN_WORK:
+            with one_blas_thread():  # one BLAS thread inside each parallel task
+                _kernels.product_gemm(*static, X, Y, True)
+        else:
+            _kernels.product_gemm(*static, X, Y, False)
         if rp is None:
             return Y
         out = np.empty_like(Y)

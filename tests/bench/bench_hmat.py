@@ -148,13 +148,15 @@ def test_phase(benchmark, dtype, phase):
 
     W = _matrix_or_skip("mobilenet_v2").astype(dtype)
     H = _hmatrix("mobilenet_v2", 30, dtype)
-    static, zero = H._kernel_args(np.dtype(dtype))
-    static = list(static)
-    if phase == "vt":  # no runs: every chunk's product has width 0
-        static[3] = np.zeros_like(static[3])
+    (panel, vt, _), zero = H._kernel_args(np.dtype(dtype))
+    tables = {**H._pn._asdict(), **H._schedule._asdict(), "lr_desc": H.lr_desc}
+    if phase == "vt":  # no runs and no panels: every chunk has width 0 (kernels._width)
+        tables.update(pan_off=np.zeros_like(H._pn.pan_off), run_ptr=np.zeros_like(H._pn.run_ptr))
     elif phase == "panels":  # no Vt blocks in any task, none shared
-        static[10] = np.zeros_like(static[10])
-        static[12] = static[12][:0]
+        tables.update(task_ptr=np.zeros_like(H._schedule.task_ptr),
+                      shared=H._schedule.shared[:0])
+    plan, _ = _kernels.pack_plan(tables, H._plan[0])
+    static = (panel, vt, plan)
     XT = np.random.default_rng(0).standard_normal((1, W.shape[1])).astype(dtype)
     YT = np.empty((1, W.shape[0]), dtype=dtype)
     nbytes = {"full": H._pn.panel.nbytes + H._pn.vt.nbytes, "vt": H._pn.vt.nbytes,

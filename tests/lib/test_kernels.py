@@ -155,3 +155,45 @@ def test_thread_pool_starts_passive_without_leaking_the_variable():
     assert _kernels._start_threads(env) == "ACTIVE" and env == {"OMP_WAIT_POLICY": "ACTIVE"}
     env = {}
     assert _kernels._start_threads(env).startswith("PASSIVE") and env == {}
+
+
+_NESTED_BLAS = """
+import numpy as np
+import torch  # before hmat: OpenBLAS then finds the OpenMP runtime that numba's region runs on
+import numba, hmat
+from hmat._threads import _blas_libraries
+numba.set_num_threads(2)
+A = np.random.default_rng(0).standard_normal((256, 256)).astype(np.float32)
+H = hmat.compress(A, rank=13)
+X = np.random.default_rng(1).standard_normal((256, 10000)).astype(np.float32)
+before = [lib.num_threads for lib in _blas_libraries()]
+Y = H @ X
+after = [lib.num_threads for lib in _blas_libraries()]
+err = np.abs(Y - H.to_dense() @ X).max() / np.abs(Y).max()
+parallel = H._work * X.shape[1] >= hmat._kernels.PARALLEL_MIN_WORK
+print(before == after, max(before), parallel, err < 1e-5)
+"""
+
+
+def test_parallel_blas_route_runs_one_blas_thread_per_task():
+    """Many vectors on 2 threads: the GEMMs run inside numba's parallel tasks, where a threaded
+    OpenBLAS would start its own threads beside them (and print "Detect OpenMP Loop and this
+    application may hang", 352752 times in one full-profile Kovasznay PINN notebook). The BLAS
+    runs on one thread inside the product and gets its thread count back after it. OpenBLAS can
+    only see the OpenMP region when torch's OpenMP runtime was loaded before hmat's (as in the
+    notebooks); without torch the nesting happens unseen, so the test needs torch."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("torch")
+
+    env = dict(os.environ, NUMBA_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2")
+    env.pop("OMP_WAIT_POLICY", None)
+    r = subprocess.run([sys.executable, "-c", _NESTED_BLAS], capture_output=True, text=True,
+                       env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    same, blas_threads, parallel, close = r.stdout.split()
+    if blas_threads == "1":
+        pytest.skip("OpenBLAS runs one thread on this machine: nothing to nest")
+    assert (same, parallel, close) == ("True", "True", "True"), r.stdout
+    assert "Detect OpenMP Loop" not in r.stderr

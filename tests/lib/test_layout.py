@@ -70,8 +70,9 @@ def test_schedules_with_shared_blocks(n_tasks, parallel):
     for p in (1, 3, 6):
         XT = RNG.standard_normal((p, H.shape[1]))
         YT = np.full((p, H.shape[0]), np.nan)
-        _kernels.product(pn.panel, pn.pan_off, pn.chunks, pn.run_ptr, pn.runs, pn.vt, pn.vt_off,
-                         H.lr_desc, pn.t_off, *plan, _wmax(pn), XT, YT, 0.0, parallel)
+        packed, _ = _kernels.pack_plan({**pn._asdict(), **plan._asdict(), "lr_desc": H.lr_desc},
+                                       _wmax(pn))
+        _kernels.product(pn.panel, pn.vt, packed, XT, YT, 0.0, parallel)
         np.testing.assert_allclose(YT, (H.to_dense() @ XT.T).T, atol=1e-11)
 
 
@@ -103,12 +104,17 @@ def test_panels_hold_every_block_once():
 
 
 def test_nbytes_counts_the_schedule():
-    """nbytes = descriptors + every panel table + the schedule (+ permutations)."""
+    """nbytes = descriptors + every panel table + the schedule (+ permutations) + the header of
+    the plan (the kernels' tables packed in one array, which the tables are views of)."""
     H = hmat.compress(_kernel_matrix(100, 100), rank=4, leaf_size=8)
     pn = _panels(H)
     sch = schedule(pn.chunks, chunk_cost(pn, H.lr_desc), H.lr_desc, _kernels.N_TASKS)
     assert sch.nbytes > 0
-    assert H.nbytes == H.lr_desc.nbytes + H.d_desc.nbytes + sum(a.nbytes for a in pn) + sch.nbytes
+    assert H.nbytes == (H.lr_desc.nbytes + H.d_desc.nbytes + sum(a.nbytes for a in pn)
+                        + sch.nbytes + 8 * _kernels.PLAN_HEADER)
+    tables = [H.lr_desc, *H._schedule] + [getattr(H._pn, f) for f in _kernels.PLAN_TABLES
+                                           if f in H._pn._fields]
+    assert all(np.shares_memory(t, H._plan) for t in tables if t.size)
 
 
 @pytest.mark.parametrize("kw", [dict(rank=4), dict(tol=1e-3, adaptive=True),
@@ -154,3 +160,17 @@ def test_pack_blocks_orders_and_checks():
         pack_blocks([(0, 0, u, np.ones((2, 3)))], [], np.float64)
     empty = pack_blocks([], [], np.float64)
     assert empty[0].shape == (0, 6) and empty[2].shape == (0, 5)
+
+
+def test_plan_packs_the_kernel_tables_and_unpacks_them_in_order():
+    """pack_plan writes each table once (the HMatrix's tables are views into it) and the
+    kernels' _unpack reads them back in PLAN_TABLES order, with wmax."""
+    H = hmat.compress(_kernel_matrix(120, 90), rank=4, leaf_size=8, admissibility="weak")
+    tables = {**H._pn._asdict(), **H._schedule._asdict(), "lr_desc": H.lr_desc}
+    plan, views = _kernels.pack_plan(tables, 17)
+    out = _kernels._unpack(plan)
+    assert len(out) == len(_kernels.PLAN_TABLES) + 1 and out[-1] == 17
+    for name, got in zip(_kernels.PLAN_TABLES, out, strict=False):
+        np.testing.assert_array_equal(got, tables[name], err_msg=name)
+        np.testing.assert_array_equal(views[name], tables[name], err_msg=name)
+    assert out[3].shape[1] == 4 and out[5].shape[1] == 6
