@@ -300,9 +300,21 @@ class HMatrix:
         """``H @ x`` for a vector (n,) or a matrix (n, p). From ``GEMM_MIN_VECTORS`` vectors on,
         BLAS GEMMs on the blocks (C-ordered result); below, numba micro-kernels on ``x.T`` (every
         loop a dot product over contiguous memory; F-ordered result)."""
-        if (type(x) is np.ndarray and x.dtype == self.dtype and x.ndim in (1, 2)
-                and x.shape[0] == self.shape[1]):  # fast path: an array of H's dtype
-            dtype = self.dtype
+        fast = (type(x) is np.ndarray and x.dtype == self._dtype and x.ndim in (1, 2)
+                and x.shape[0] == self.shape[1])  # an array of H's dtype: no checks, no cast
+        if fast and x.ndim == 1 and self.col_perm is None and self.row_perm is None:
+            # one vector, no permutations (a layer's product): nothing copied or looked up
+            # twice, since the Python side is most of a small product's cost
+            XT = x.reshape(1, -1)
+            if not XT.flags.c_contiguous:
+                XT = np.ascontiguousarray(XT)
+            YT = np.empty((1, self.shape[0]), dtype=self._dtype)
+            (panel, vt, plan), zero = self._kernel_args(self._dtype)
+            _kernels.product(panel, vt, plan, XT, YT, zero,
+                             self._work >= _kernels.PARALLEL_MIN_WORK)
+            return YT[0]
+        if fast:
+            dtype = self._dtype
         else:
             x, dtype = self._prepare(x, self.shape[1], "x")
         cp, rp = self.col_perm, self.row_perm
