@@ -81,11 +81,22 @@ PARALLEL_MIN_WORK = 1 << 20
 #: micro-kernels below. On 1 thread (classifier 1000 x 1280, ranks 30 and 70, float32 and
 #: float64) BLAS was faster from 4 vectors on in every case, mixed at 2 and 3 (2026-12-02)
 GEMM_MIN_VECTORS = 4
-#: the most multiply-adds (rows x columns x vectors) of one BLAS call: larger ones are cut into
-#: row pieces. OpenBLAS runs a GEMM of at most 100^3 of them on its small-matrix kernels, which do
-#: not pack the operands; on 31-row panels of 520-760 columns and 64 vectors (1.3-1.5 M) the
-#: packing path took 1.5x as long (MobileNetV2 classifier ranks 50/70, one thread, 2026-12-02)
+#: the most multiply-adds (rows x columns x vectors) of one BLAS call where the BLAS has
+#: small-matrix GEMM kernels: larger ones are cut into row pieces. OpenBLAS's SkylakeX-class
+#: builds run a GEMM of at most 100^3 of them on such kernels, which do not pack the operands;
+#: there, on 31-row panels of 520-760 columns and 64 vectors (1.3-1.5 M) the packing path took 1.5x
+#: as long (MobileNetV2 classifier ranks 50/70, one thread, 2026-12-02). Other builds (OpenBLAS's
+#: Haswell kernels) have no such path: cutting only re-packs the right-hand side for every piece
+#: (float32 rank 30, 256 vectors: 1.95 x dense with pieces, 1.06-1.08 without; see gemm_max_mnk)
 GEMM_MAX_MNK = 1_000_000
+#: OpenBLAS kernel families (threadpoolctl's "architecture") with small-matrix GEMM kernels
+SMALL_GEMM_ARCHS = ("SkylakeX", "Cooperlake", "SapphireRapids")
+
+
+def gemm_max_mnk(architecture: str | None) -> int:
+    """The row-piece limit of :func:`product_gemm` for a BLAS of this kernel family: pieces of
+    ``GEMM_MAX_MNK`` where small-matrix kernels exist, else no cut."""
+    return GEMM_MAX_MNK if architecture in SMALL_GEMM_ARCHS else 1 << 62
 
 
 # ---------------------------------------------------------------- the plan: one argument
@@ -358,11 +369,11 @@ def product(panel, vt, plan, XT, YT, zero, parallel):
 
 # ---------------------------------------------------------------- many vectors: BLAS GEMMs
 @njit(**_OPTS)
-def _gemm_rows(a, off, m, k, B, C):
+def _gemm_rows(a, off, m, k, B, C, max_mnk):
     """``C = A @ B`` for ``A`` (m x k, row-major at ``a[off:]``), ``B`` (k x p), ``C`` (m x p), in
-    pieces of rows of at most ``GEMM_MAX_MNK`` multiply-adds each (see there)."""
+    pieces of rows of at most ``max_mnk`` multiply-adds each (see ``GEMM_MAX_MNK``)."""
     p = B.shape[1]
-    step = max(1, min(m, GEMM_MAX_MNK // max(1, k * p)))
+    step = max(1, min(m, max_mnk // max(1, k * p)))
     pieces = (m + step - 1) // step
     for i in range(pieces):
         r0 = i * m // pieces
@@ -371,19 +382,19 @@ def _gemm_rows(a, off, m, k, B, C):
 
 
 @njit(**_OPTS)
-def _vt_gemm(b, lr_desc, vt, vt_off, X, T, t_off):
+def _vt_gemm(b, lr_desc, vt, vt_off, X, T, t_off, max_mnk):
     """``T_b = Vt_b X_b`` of low-rank block ``b``: rows ``t_off[b]:`` of ``T (sum k, p)``."""
     c0, n, k = lr_desc[b, 2], lr_desc[b, 3], lr_desc[b, 4]
-    _gemm_rows(vt, vt_off[b], k, n, X[c0:c0 + n], T[t_off[b]:t_off[b] + k])
+    _gemm_rows(vt, vt_off[b], k, n, X[c0:c0 + n], T[t_off[b]:t_off[b] + k], max_mnk)
 
 
 @njit(**_OPTS)
 def _gemm_task(task, panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, t_off,
-               task_chunk, task_ptr, task_lr, wmax, X, Y, T):
+               task_chunk, task_ptr, task_lr, wmax, X, Y, T, max_mnk):
     """One task of :func:`product_gemm`: its blocks' ``T_b``, then ``Y_c = P_c Z_c`` per chunk,
     ``Z_c`` gathered by whole rows of ``X`` and ``T`` (the runs)."""
     for it in range(task_ptr[task], task_ptr[task + 1]):
-        _vt_gemm(task_lr[it], lr_desc, vt, vt_off, X, T, t_off)
+        _vt_gemm(task_lr[it], lr_desc, vt, vt_off, X, T, t_off, max_mnk)
     Z = np.empty((wmax, X.shape[1]), dtype=Y.dtype)
     for c in range(task_chunk[task], task_chunk[task + 1]):
         lo, hi = chunks[c], chunks[c + 1]
@@ -395,42 +406,43 @@ def _gemm_task(task, panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc,
                 Z[pos:pos + ln] = X[src:src + ln]
         width = _width(pan_off, chunks, c)
         if width > 0:
-            _gemm_rows(panel, pan_off[c], hi - lo, width, Z[:width], Y[lo:hi])
+            _gemm_rows(panel, pan_off[c], hi - lo, width, Z[:width], Y[lo:hi], max_mnk)
         else:
             Y[lo:hi] = 0
 
 
 @njit(**_OPTS)
 def _gemm_serial(panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, t_off,
-                 task_chunk, task_ptr, task_lr, shared, wmax, X, Y, T):
+                 task_chunk, task_ptr, task_lr, shared, wmax, X, Y, T, max_mnk):
     for s in range(shared.shape[0]):
-        _vt_gemm(shared[s], lr_desc, vt, vt_off, X, T, t_off)
+        _vt_gemm(shared[s], lr_desc, vt, vt_off, X, T, t_off, max_mnk)
     for task in range(task_chunk.shape[0] - 1):
         _gemm_task(task, panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, t_off,
-                   task_chunk, task_ptr, task_lr, wmax, X, Y, T)
+                   task_chunk, task_ptr, task_lr, wmax, X, Y, T, max_mnk)
 
 
 @njit(parallel=True, **_OPTS)
-def product_gemm(panel, vt, plan, X, Y, parallel):
+def product_gemm(panel, vt, plan, X, Y, parallel, max_mnk):
     """``Y = H @ X`` for many vectors, ``X (n, p)`` and ``Y (m, p)`` C-contiguous, on BLAS
     (``np.dot`` in numba calls scipy's BLAS): one GEMM per low-rank block, ``T_b = Vt_b X_b``,
     and one per chunk, ``Y_c = P_c Z_c``. Every operand is a contiguous slice (``X_b`` and
     ``Y_c`` are row ranges, ``T`` is ``(sum k, p)``). Same tasks and thread rule as
     :func:`product`: on 2 threads the tasks beat BLAS's own threads on these small GEMMs. With
-    ``parallel``, the caller runs the BLAS on one thread (``hmat._threads.one_blas_thread``)."""
+    ``parallel``, the caller runs the BLAS on one thread (``hmat._threads.one_blas_thread``).
+    ``max_mnk``: the row-piece limit of each GEMM (:func:`gemm_max_mnk`)."""
     (pan_off, chunks, run_ptr, runs, vt_off, lr_desc, t_off, task_chunk, task_ptr, task_lr,
      shared, wmax) = _unpack(plan)
     T = np.empty((t_off[-1], X.shape[1]), dtype=Y.dtype)
     if not parallel:
         _gemm_serial(panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, t_off,
-                     task_chunk, task_ptr, task_lr, shared, wmax, X, Y, T)
+                     task_chunk, task_ptr, task_lr, shared, wmax, X, Y, T, max_mnk)
         return
     if shared.shape[0] > 0:
         for s in prange(shared.shape[0]):
-            _vt_gemm(shared[s], lr_desc, vt, vt_off, X, T, t_off)
+            _vt_gemm(shared[s], lr_desc, vt, vt_off, X, T, t_off, max_mnk)
     for task in prange(task_chunk.shape[0] - 1):
         _gemm_task(task, panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, t_off,
-                   task_chunk, task_ptr, task_lr, wmax, X, Y, T)
+                   task_chunk, task_ptr, task_lr, wmax, X, Y, T, max_mnk)
 
 
 @njit(cache=True, fastmath=True)

@@ -49,6 +49,15 @@ def _blas_libraries() -> tuple:
     return tuple(lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas")
 
 
+@functools.lru_cache(maxsize=1)
+def blas_architecture() -> str | None:
+    """The kernel family of the BLAS that numba's ``np.dot`` calls, scipy's (OpenBLAS's
+    "architecture", e.g. "Haswell" or "SkylakeX"); None when threadpoolctl cannot tell."""
+    libs = [lib for lib in _blas_libraries() if getattr(lib, "architecture", None)]
+    scipys = [lib for lib in libs if f"scipy.libs{os.sep}" in lib.filepath]
+    return str((scipys or libs)[0].architecture) if libs else None
+
+
 @contextlib.contextmanager
 def one_blas_thread():
     """Run the body with every BLAS on one thread, for BLAS calls made inside numba's parallel

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import _kernels
 from ._layout import Schedule, chunk_cost, pack_blocks, schedule, to_panels
-from ._threads import one_blas_thread
+from ._threads import blas_architecture, one_blas_thread
 
 __all__ = ["HMatrix", "Block"]
 
@@ -343,11 +343,12 @@ class HMatrix:
         X = np.ascontiguousarray(x if cp is None else x[cp], dtype=dtype)
         Y = np.empty((self.shape[0], X.shape[1]), dtype=dtype)
         static, _ = self._kernel_args(dtype)
+        max_mnk = _kernels.gemm_max_mnk(blas_architecture())
         if self._work * X.shape[1] >= _kernels.PARALLEL_MIN_WORK:
             with one_blas_thread():  # one BLAS thread inside each parallel task
-                _kernels.product_gemm(*static, X, Y, True)
+                _kernels.product_gemm(*static, X, Y, True, max_mnk)
         else:
-            _kernels.product_gemm(*static, X, Y, False)
+            _kernels.product_gemm(*static, X, Y, False, max_mnk)
         if rp is None:
             return Y
         out = np.empty_like(Y)

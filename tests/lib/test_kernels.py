@@ -139,8 +139,9 @@ def test_serial_parallel_and_blas_paths():
         _kernels.product(*static, XT, YT, zero, parallel)
         np.testing.assert_allclose(YT.T, Y, rtol=0, atol=1e-12 * np.abs(Y).max())
         Yb = np.empty((1024, p))
-        _kernels.product_gemm(*static, np.ascontiguousarray(X), Yb, parallel)
-        np.testing.assert_allclose(Yb, Y, rtol=0, atol=1e-12 * np.abs(Y).max())
+        for max_mnk in (_kernels.GEMM_MAX_MNK, 1000, 1 << 62):  # pieces of rows, or none
+            _kernels.product_gemm(*static, np.ascontiguousarray(X), Yb, parallel, max_mnk)
+            np.testing.assert_allclose(Yb, Y, rtol=0, atol=1e-12 * np.abs(Y).max())
     for j in range(0, p, 5):
         np.testing.assert_allclose(Y[:, j], H @ X[:, j], rtol=0, atol=1e-12 * np.abs(Y).max())
 
@@ -197,3 +198,13 @@ def test_parallel_blas_route_runs_one_blas_thread_per_task():
         pytest.skip("OpenBLAS runs one thread on this machine: nothing to nest")
     assert (same, parallel, close) == ("True", "True", "True"), r.stdout
     assert "Detect OpenMP Loop" not in r.stderr
+
+
+def test_gemm_pieces_only_where_the_blas_has_small_matrix_kernels():
+    """Row pieces help OpenBLAS's SkylakeX-class kernels and cost the others a re-packing."""
+    from hmat._threads import blas_architecture
+
+    assert _kernels.gemm_max_mnk("SkylakeX") == _kernels.GEMM_MAX_MNK
+    assert _kernels.gemm_max_mnk("Haswell") > 1 << 60 and _kernels.gemm_max_mnk(None) > 1 << 60
+    arch = blas_architecture()
+    assert arch is None or (isinstance(arch, str) and arch)
