@@ -396,6 +396,8 @@ def _record_full_time(name: str, seconds: float, beside_others: bool,
 def _fmt_seconds(s: float | None) -> str:
     if s is None:
         return "-"
+    if s >= 7200:
+        return f"{s / 3600:.1f} h"
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
 
 

@@ -139,3 +139,4 @@ def test_reproduce_times_say_plainly_when_the_full_profile_was_not_timed(noxfile
     noxfile._write_run_times("quick", nbs, timings)
     text = (tmp_path / "_generated" / "run_times.md").read_text()
     assert "| a | 62.0 min (note 1) |" in text and "1. a: it trained its network itself" in text
+    assert noxfile._fmt_seconds(15565.0) == "4.3 h" and noxfile._fmt_seconds(7199.0) == "120.0 min"
