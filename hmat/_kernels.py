@@ -18,6 +18,8 @@ Layout (all in permuted index space; see :mod:`hmat._layout`):
 
 Vectors travel transposed: ``XT`` is ``(p, n)`` and ``YT`` is ``(p, m)``, C-contiguous, so that
 every inner loop is a dot product over contiguous memory in both operands, whatever ``p``.
+One vector (``p = 1``, the common case of a layer) runs on 1-d views (:func:`_run_task1`): each
+row of ``y`` is written once, not zeroed and then accumulated.
 
 Schedule (built by :func:`hmat._layout.schedule` for a thread count): consecutive chunks form one
 *task* per thread (``task_chunk``); a task computes ``t_b`` of the low-rank blocks that lie wholly
@@ -327,6 +329,62 @@ def _run_task(task, panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, 
             _gemm_nt(panel, pan_off[c], hi - lo, width, Z, 0, YT, lo, zero)
 
 
+# ---------------------------------------------------------------- one vector
+@njit(**_OPTS)
+def _matvec_rows(a, off, m, n, z, y, r0, zero):
+    """``y[r0:r0+m] = A @ z`` for ``A`` (m x n, row-major) at ``a[off:]``: two rows per pass,
+    written once (no zeroing, no read-modify-write of ``y``)."""
+    i = 0
+    while i + 2 <= m:
+        o = off + i * n
+        s0, s1 = _dot_2x1(a[o:o + n], a[o + n:o + 2 * n], z, n, zero)
+        y[r0 + i] = s0
+        y[r0 + i + 1] = s1
+        i += 2
+    if i < m:
+        o = off + i * n
+        y[r0 + i] = _dot_1x1(a[o:o + n], z, n, zero)
+
+
+@njit(**_OPTS)
+def _vt_block1(b, lr_desc, vt, vt_off, x, t, t_off, zero):
+    """``t_b = Vt_b x_b`` of low-rank block ``b`` for one vector, into ``t[t_off[b]:]``."""
+    c0, n, k = lr_desc[b, 2], lr_desc[b, 3], lr_desc[b, 4]
+    _matvec_rows(vt, vt_off[b], k, n, x[c0:c0 + n], t, t_off[b], zero)
+
+
+@njit(**_OPTS)
+def _run_task1(task, panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, t_off,
+               task_chunk, task_ptr, task_lr, wmax, x, y, t, zero):
+    """:func:`_run_task` for one vector: 1-d ``x``, ``y``, ``t`` and gather buffer."""
+    for it in range(task_ptr[task], task_ptr[task + 1]):
+        _vt_block1(task_lr[it], lr_desc, vt, vt_off, x, t, t_off, zero)
+    z = np.empty(wmax, dtype=y.dtype)
+    for c in range(task_chunk[task], task_chunk[task + 1]):
+        lo, hi = chunks[c], chunks[c + 1]
+        for r in range(run_ptr[c], run_ptr[c + 1]):
+            source, src, ln, pos = runs[r, 0], runs[r, 1], runs[r, 2], runs[r, 3]
+            if source == 1:
+                z[pos:pos + ln] = t[src:src + ln]
+            else:
+                z[pos:pos + ln] = x[src:src + ln]
+        width = _width(pan_off, chunks, c)
+        if width > 0:
+            _matvec_rows(panel, pan_off[c], hi - lo, width, z, y, lo, zero)
+        else:
+            y[lo:hi] = zero
+
+
+@njit(**_OPTS)
+def _product_serial1(panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, t_off,
+                     task_chunk, task_ptr, task_lr, shared, wmax, x, y, t, zero):
+    for s in range(shared.shape[0]):
+        _vt_block1(shared[s], lr_desc, vt, vt_off, x, t, t_off, zero)
+    for task in range(task_chunk.shape[0] - 1):
+        _run_task1(task, panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, t_off,
+                   task_chunk, task_ptr, task_lr, wmax, x, y, t, zero)
+
+
 # ---------------------------------------------------------------- entry point
 @njit(**_OPTS)
 def _workspace(t_off, p, dtype_of):
@@ -355,6 +413,19 @@ def product(panel, vt, plan, XT, YT, zero, parallel):
     (pan_off, chunks, run_ptr, runs, vt_off, lr_desc, t_off, task_chunk, task_ptr, task_lr,
      shared, wmax) = _unpack(plan)
     T = _workspace(t_off, XT.shape[0], YT)
+    if XT.shape[0] == 1:  # one vector: 1-d buffers, rows written once
+        x, y, t = XT[0], YT[0], T[0]
+        if not parallel:
+            _product_serial1(panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, t_off,
+                             task_chunk, task_ptr, task_lr, shared, wmax, x, y, t, zero)
+            return
+        if shared.shape[0] > 0:
+            for s in prange(shared.shape[0]):
+                _vt_block1(shared[s], lr_desc, vt, vt_off, x, t, t_off, zero)
+        for task in prange(task_chunk.shape[0] - 1):
+            _run_task1(task, panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, t_off,
+                       task_chunk, task_ptr, task_lr, wmax, x, y, t, zero)
+        return
     if not parallel:
         _product_serial(panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, t_off,
                         task_chunk, task_ptr, task_lr, shared, wmax, XT, YT, T, zero)

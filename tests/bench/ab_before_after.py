@@ -10,7 +10,8 @@ Prints JSON: the H/dense time ratio (median and 3rd lowest / 3rd highest of 11 p
 the issue's table (MobileNetV2 classifier, ranks 30/50/70, float32 1/8/64/256 and float64 1/64
 vectors, one and default threads), the smooth kernel (tol 1e-6, float32) and the fixed cost of a
 tiny product. One thread: the calling thread's CPU time (robust to other processes); default
-threads: wall time. Arguments select parts: table, kernel, tiny (default: all).
+threads: wall time. Arguments select parts: table, one (the table's one-vector rows only),
+kernel, tiny (default: table, kernel, tiny).
 """
 
 from __future__ import annotations
@@ -49,14 +50,15 @@ def paired(fh, fd, rounds=11, min_time=0.01, cpu=False):
 
 def main(which):
     out = {"hmat": hmat.__file__, "load": os.getloadavg()[0]}
-    if "table" in which:
+    if "table" in which or "one" in which:
         W0 = bench.get_matrix("mobilenet_v2", required=True)
         for dt in ("float32", "float64"):
             W = np.ascontiguousarray(W0.astype(dt))
             for rank in (30, 50, 70):
                 H = hmat.compress(W, rank=rank)
                 out[f"bytes {dt} r{rank}"] = round(H.nbytes / W.nbytes, 3)
-                for p in (1, 8, 64, 256) if dt == "float32" else (1, 64):
+                ps = (1, 8, 64, 256) if dt == "float32" else (1, 64)
+                for p in (1,) if "table" not in which else ps:
                     X = np.random.default_rng(0).standard_normal((W.shape[1], p)).astype(dt)
                     X = np.ascontiguousarray(X[:, 0]) if p == 1 else X
                     for th in (None, 1):

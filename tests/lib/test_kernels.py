@@ -124,8 +124,9 @@ def test_zero_rank_blocks_and_p0():
 
 
 def test_serial_parallel_and_blas_paths():
-    """The three routes of a product give the same numbers: the micro-kernels on the calling
-    thread and over the threads, and the BLAS route that ``H @ X`` takes for many vectors."""
+    """The routes of a product give the same numbers: the micro-kernels (one vector and several)
+    on the calling thread and over the threads, and the BLAS route that ``H @ X`` takes for many
+    vectors (shared blocks: tests/lib/test_layout.py)."""
     A = inverse_distance(1024)
     H = hmat.compress(A, tol=1e-6, leaf_size=32)
     p = 16
@@ -135,9 +136,10 @@ def test_serial_parallel_and_blas_paths():
     static, zero = H._kernel_args(X.dtype)
     XT = np.ascontiguousarray(X.T)
     for parallel in (False, True):
-        YT = np.empty((p, 1024))
-        _kernels.product(*static, XT, YT, zero, parallel)
-        np.testing.assert_allclose(YT.T, Y, rtol=0, atol=1e-12 * np.abs(Y).max())
+        for q in (1, 3, p):  # one vector has its own 1-d route
+            YT = np.full((q, 1024), np.nan)
+            _kernels.product(*static, np.ascontiguousarray(XT[:q]), YT, zero, parallel)
+            np.testing.assert_allclose(YT.T, Y[:, :q], rtol=0, atol=1e-12 * np.abs(Y).max())
         Yb = np.empty((1024, p))
         for max_mnk in (_kernels.GEMM_MAX_MNK, 1000, 1 << 62):  # pieces of rows, or none
             _kernels.product_gemm(*static, np.ascontiguousarray(X), Yb, parallel, max_mnk)
