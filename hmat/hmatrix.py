@@ -10,6 +10,7 @@ or :meth:`HMatrix.from_blocks`; save and load with :mod:`hmat.io`.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -38,6 +39,13 @@ def _gather_rows_t(x: np.ndarray, perm, dtype) -> np.ndarray:
     if x.ndim == 1:
         return np.ascontiguousarray(x if perm is None else x[perm], dtype=dtype).reshape(1, -1)
     return np.ascontiguousarray(x.T if perm is None else x.T[:, perm], dtype=dtype)
+
+
+@functools.cache
+def _gemm_max_mnk() -> int:
+    """The GEMM row-piece limit for this process's BLAS (:func:`hmat._kernels.gemm_max_mnk`),
+    read once: threadpoolctl is not consulted on every product."""
+    return _kernels.gemm_max_mnk(blas_architecture())
 
 
 def _scatter_columns(YT: np.ndarray, perm) -> np.ndarray:
@@ -300,39 +308,35 @@ class HMatrix:
         """``H @ x`` for a vector (n,) or a matrix (n, p). From ``GEMM_MIN_VECTORS`` vectors on,
         BLAS GEMMs on the blocks (C-ordered result); below, numba micro-kernels on ``x.T`` (every
         loop a dot product over contiguous memory; F-ordered result)."""
-        fast = (type(x) is np.ndarray and x.dtype == self._dtype and x.ndim in (1, 2)
-                and x.shape[0] == self.shape[1])  # an array of H's dtype: no checks, no cast
-        if fast and x.ndim == 1 and self.col_perm is None and self.row_perm is None:
-            # one vector, no permutations (a layer's product): nothing copied or looked up
-            # twice, since the Python side is most of a small product's cost
-            XT = x.reshape(1, -1)
-            if not XT.flags.c_contiguous:
-                XT = np.ascontiguousarray(XT)
-            YT = np.empty((1, self.shape[0]), dtype=self._dtype)
-            (panel, vt, plan), zero = self._kernel_args(self._dtype)
-            _kernels.product(panel, vt, plan, XT, YT, zero,
-                             self._work >= _kernels.PARALLEL_MIN_WORK)
-            return YT[0]
-        if fast:
-            dtype = self._dtype
+        if (type(x) is np.ndarray and x.dtype == self._dtype and x.ndim in (1, 2)
+                and x.shape[0] == self.shape[1]):
+            dtype, cast = self._dtype, False  # an array of H's dtype: no more checks
         else:
             x, dtype = self._prepare(x, self.shape[1], "x")
-        cp, rp = self.col_perm, self.row_perm
-        if x.ndim == 2 and x.shape[1] >= _kernels.GEMM_MIN_VECTORS:
+            cast = x.dtype != dtype
+        if x.ndim == 2:
+            return self._matmat(x, dtype)
+        XT = (x if self.col_perm is None else x[self.col_perm]).reshape(1, -1)
+        if cast or not XT.flags.c_contiguous:
+            XT = np.ascontiguousarray(XT, dtype=dtype)
+        YT = np.empty((1, self.shape[0]), dtype=dtype)
+        static, zero = self._kernel_args(dtype)
+        _kernels.product(*static, XT, YT, zero, self._work >= _kernels.PARALLEL_MIN_WORK)
+        return YT[0] if self.row_perm is None else _scatter_columns(YT, self.row_perm)[0]
+
+    def _matmat(self, x, dtype):
+        """``H @ x`` for a matrix ``x`` (n, p) of checked shape: BLAS GEMMs from
+        ``GEMM_MIN_VECTORS`` vectors on, else the micro-kernels on ``x.T``."""
+        if x.shape[1] >= _kernels.GEMM_MIN_VECTORS:
             return self._matmat_blas(x, dtype)
-        if x.ndim == 1:
-            XT = (x if cp is None else x[cp]).reshape(1, -1)
-            if XT.dtype != dtype or not XT.flags.c_contiguous:
-                XT = np.ascontiguousarray(XT, dtype=dtype)
-        else:
-            XT = np.ascontiguousarray(x.T if cp is None else x.T[:, cp], dtype=dtype)
+        cp = self.col_perm
+        XT = np.ascontiguousarray(x.T if cp is None else x.T[:, cp], dtype=dtype)
         p = XT.shape[0]
         YT = np.empty((p, self.shape[0]), dtype=dtype)
         if p > 0:
             static, zero = self._kernel_args(dtype)
             _kernels.product(*static, XT, YT, zero, self._work * p >= _kernels.PARALLEL_MIN_WORK)
-        YT = _scatter_columns(YT, rp)
-        return YT[0] if x.ndim == 1 else YT.T
+        return _scatter_columns(YT, self.row_perm).T
 
     matmat = matvec
 
@@ -343,7 +347,7 @@ class HMatrix:
         X = np.ascontiguousarray(x if cp is None else x[cp], dtype=dtype)
         Y = np.empty((self.shape[0], X.shape[1]), dtype=dtype)
         static, _ = self._kernel_args(dtype)
-        max_mnk = _kernels.gemm_max_mnk(blas_architecture())
+        max_mnk = _gemm_max_mnk()
         if self._work * X.shape[1] >= _kernels.PARALLEL_MIN_WORK:
             with one_blas_thread():  # one BLAS thread inside each parallel task
                 _kernels.product_gemm(*static, X, Y, True, max_mnk)
