@@ -331,6 +331,18 @@ def _run_task(task, panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, 
 
 # ---------------------------------------------------------------- one vector
 @njit(**_OPTS)
+def _gather(runs, r0, r1, Z, X, T):
+    """``Z``'s leading entries (1-d) or rows (2-d) from the runs ``r0:r1``: ranges of ``X`` or of
+    ``T`` (source 1). Used by the one-vector route and by the BLAS route."""
+    for r in range(r0, r1):
+        source, src, ln, pos = runs[r, 0], runs[r, 1], runs[r, 2], runs[r, 3]
+        if source == 1:
+            Z[pos:pos + ln] = T[src:src + ln]
+        else:
+            Z[pos:pos + ln] = X[src:src + ln]
+
+
+@njit(**_OPTS)
 def _matvec_rows(a, off, m, n, z, y, r0, zero):
     """``y[r0:r0+m] = A @ z`` for ``A`` (m x n, row-major) at ``a[off:]``: two rows per pass,
     written once (no zeroing, no read-modify-write of ``y``)."""
@@ -362,12 +374,7 @@ def _run_task1(task, panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc,
     z = np.empty(wmax, dtype=y.dtype)
     for c in range(task_chunk[task], task_chunk[task + 1]):
         lo, hi = chunks[c], chunks[c + 1]
-        for r in range(run_ptr[c], run_ptr[c + 1]):
-            source, src, ln, pos = runs[r, 0], runs[r, 1], runs[r, 2], runs[r, 3]
-            if source == 1:
-                z[pos:pos + ln] = t[src:src + ln]
-            else:
-                z[pos:pos + ln] = x[src:src + ln]
+        _gather(runs, run_ptr[c], run_ptr[c + 1], z, x, t)
         width = _width(pan_off, chunks, c)
         if width > 0:
             _matvec_rows(panel, pan_off[c], hi - lo, width, z, y, lo, zero)
@@ -469,12 +476,7 @@ def _gemm_task(task, panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc,
     Z = np.empty((wmax, X.shape[1]), dtype=Y.dtype)
     for c in range(task_chunk[task], task_chunk[task + 1]):
         lo, hi = chunks[c], chunks[c + 1]
-        for r in range(run_ptr[c], run_ptr[c + 1]):
-            source, src, ln, pos = runs[r, 0], runs[r, 1], runs[r, 2], runs[r, 3]
-            if source == 1:
-                Z[pos:pos + ln] = T[src:src + ln]
-            else:
-                Z[pos:pos + ln] = X[src:src + ln]
+        _gather(runs, run_ptr[c], run_ptr[c + 1], Z, X, T)
         width = _width(pan_off, chunks, c)
         if width > 0:
             _gemm_rows(panel, pan_off[c], hi - lo, width, Z[:width], Y[lo:hi], max_mnk)
