@@ -78,6 +78,79 @@ def _goals(rows: list[dict], by_kind: dict) -> list[dict]:
     return goals
 
 
+def _rate(r: dict, of: str = "nbytes") -> float:
+    """Bytes (or flops) per second of a product row, on CPU time where it was recorded."""
+    t = r.get("cpu_median_s") or r["median_s"]
+    return r[of] / t
+
+
+def _limits(out: dict, by_kind: dict) -> None:
+    """Attach to every goal not met a ``limited_by`` profile measured in the same run: the rates
+    behind a one-thread ratio, the phases of the kernel, and at default threads the serial and
+    parallel paths timed alone. ``why`` states what the figures show; it is not a verdict."""
+    prod = {(r["matrix"], r.get("rank"), r["dtype"], r["p"], r.get("threads"), r["impl"]): r
+            for r in out["products"]}
+    phases = defaultdict(dict)
+    for ph in out["phases"]:
+        phases[ph["dtype"], ph.get("p", 1)][ph["phase"]] = ph
+    paths = defaultdict(dict)
+    for t in out["thread_paths"]:
+        paths[t["dtype"], t["p"]][t["path"]] = t
+    kern = {(b["extra_info"]["threads"], b["extra_info"]["impl"]): b
+            for b in by_kind["goal_kernel"]}
+    for g in out["goals"]:
+        if g["met"] or "p" not in g:
+            continue
+        lim = {}
+        if g["goal"].startswith("smooth kernel"):
+            h, d = kern.get((g["threads"], "hmat")), kern.get((g["threads"], "numpy"))
+            if h and "rows" in h["extra_info"]:
+                e = h["extra_info"]
+                th, td = _cpu(h) or _median(h), _cpu(d) or _median(d)
+                lim = {"h_gbytes_per_s": e["nbytes"] / th / 1e9,
+                       "dense_gbytes_per_s": d["extra_info"]["nbytes"] / td / 1e9,
+                       "rows": e["rows"], "mean_row_entries": e["mean_row_entries"],
+                       "ns_per_row": 1e9 * th / e["rows"], "n_lowrank": e["n_lowrank"],
+                       "why": "per-row cost: H streams its bytes slower than numpy streams the "
+                              "dense ones because its rows are short (mean_row_entries), each a "
+                              "dot product with its own reduction"}
+        elif g["threads"] == 1:
+            h = prod.get((g["matrix"], g["rank"], g["dtype"], g["p"], 1, "hmat"))
+            d = prod.get((g["matrix"], None, g["dtype"], g["p"], 1, "numpy"))
+            if h and d:
+                of, unit = ("nbytes", "gbytes") if g["p"] == 1 else ("flops", "gflops")
+                lim = {f"h_{unit}_per_s": _rate(h, of) / 1e9,
+                       f"dense_{unit}_per_s": _rate(d, of) / 1e9,
+                       "why": ("H streams its bytes at h_gbytes_per_s, numpy's W @ x at "
+                               "dense_gbytes_per_s: the ratio is the bytes ratio times the "
+                               "inverse of their quotient" if g["p"] == 1 else
+                               "H's many small GEMMs (and the gathers before them) reach "
+                               "h_gflops_per_s where numpy's one GEMM reaches dense_gflops_per_s")}
+                ph = phases.get((g["dtype"], g["p"]))
+                if ph and g["rank"] == 30:
+                    key = "gbytes_per_cpu_s" if g["p"] == 1 else "gflops_per_cpu_s"
+                    lim["phases_rank30"] = {k: v[key] for k, v in ph.items()}
+        else:
+            pp = paths.get((g["dtype"], g["p"]))
+            if pp and {"serial", "parallel", "numpy"} <= set(pp) and g["rank"] == 30:
+                us = {k: 1e6 * v["median_s"] for k, v in pp.items()}
+                best = min(us["serial"], us["parallel"])
+                numpy1 = prod.get((g["matrix"], None, g["dtype"], g["p"], 1, "numpy"))
+                lim = {"alone_us": us, "chosen_path": pp["serial"]["chosen"],
+                       "alone_ratio_best_path": best / us["numpy"],
+                       "alone_meets_target": bool(best / us["numpy"] <= g["target"]),
+                       "parallel_speedup": us["serial"] / us["parallel"],
+                       "why": "alone_ratio_best_path is H's best path against numpy, each timed "
+                              "alone; where it meets the target and the goal's alternating "
+                              "ratio does not, numpy's threads (spinning after each call) take "
+                              "a core from hmat's; parallel_speedup < 1 means waking the "
+                              "threads costs more than the work they share"}
+                if numpy1:  # numpy's own gain from its threads, for comparison
+                    lim["numpy_speedup"] = numpy1["median_s"] / (us["numpy"] * 1e-6)
+        if lim:
+            g["limited_by"] = lim
+
+
 def summarize(benchmarks: list[dict], changes: list | None = None) -> dict:
     """Add ``ratio`` / ``gbytes_per_s`` to each product benchmark's ``extra_info`` and return a
     summary: product ratios, the issue's goals, bandwidths, build and scaling results."""
@@ -120,14 +193,19 @@ def summarize(benchmarks: list[dict], changes: list | None = None) -> dict:
     out["goals"] = _goals(rows, by_kind)
     out["phases"] = [{**b["extra_info"], "median_s": _median(b),
                       "gbytes_per_s": b["extra_info"]["nbytes"] / _median(b) / 1e9,
-                      "gbytes_per_cpu_s": b["extra_info"]["nbytes"] / (_cpu(b) or _median(b)) / 1e9}
+                      "gbytes_per_cpu_s": b["extra_info"]["nbytes"] / (_cpu(b) or _median(b)) / 1e9,
+                      **({"gflops_per_cpu_s": b["extra_info"]["flops"] / (_cpu(b) or _median(b))
+                          / 1e9} if "flops" in b["extra_info"] else {})}
                      for b in by_kind["phase"]]
+    out["thread_paths"] = [{**b["extra_info"], "median_s": _median(b)}
+                           for b in by_kind["thread_path"]]
 
     out["stream"] = [{**b["extra_info"],
                       "gbytes_per_s": b["extra_info"]["bytes"] / _median(b) / 1e9}
                      for b in by_kind["stream"]]
     out["gemm"] = [{**b["extra_info"], "gflops": b["extra_info"]["flops"] / _median(b) / 1e9}
                    for b in by_kind["gemm"]]
+    _limits(out, by_kind)
 
     svd = {b["extra_info"]["matrix"]: _median(b) for b in by_kind["svd"]}
     out["build"] = [{**b["extra_info"], "build_s": _median(b),

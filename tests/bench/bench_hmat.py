@@ -122,7 +122,16 @@ def test_goal_kernel(benchmark, threads, impl):
     benchmark.group = f"goal kernel threads={n_threads}"
     with limit_threads(threads):
         _pedantic(benchmark, fn, kind="goal_kernel", impl=impl, threads=n_threads,
-                  nbytes=int(H.nbytes if impl == "hmat" else W.nbytes), **GOAL_KERNEL)
+                  nbytes=int(H.nbytes if impl == "hmat" else W.nbytes), **GOAL_KERNEL,
+                  **_row_facts(H))
+
+
+def _row_facts(H) -> dict:
+    """What one vector's product computes: dot products over stored rows (the Vt rows of the
+    low-rank blocks, then one panel row per matrix row), their mean length and the blocks."""
+    rows = int(H._pn.t_off[-1]) + H.shape[0]
+    return {"rows": rows, "mean_row_entries": (H._pn.panel.size + H._pn.vt.size) / rows,
+            "n_lowrank": int(H.lr_desc.shape[0]), "n_blocks": int(H.n_blocks)}
 
 
 @pytest.mark.parametrize("impl", ["hmat", "numpy"])
@@ -137,14 +146,18 @@ def test_call_overhead(benchmark, impl):
         _pedantic(benchmark, fn, kind="overhead", impl=impl, n_blocks=H.n_blocks, threads=1)
 
 
-PHASE_CASES = [(d, ph) for d in CFG["dtypes"] for ph in ("full", "vt", "panels", "dense")]
+PHASE_CASES = [(d, p, ph) for d in CFG["dtypes"] for p in (1, 256)
+               for ph in ("full", "vt", "panels", "dense")]
 
 
-@pytest.mark.parametrize("dtype,phase", PHASE_CASES, ids=[f"{d}-{ph}" for d, ph in PHASE_CASES])
-def test_phase(benchmark, dtype, phase):
-    """A profile of one product (classifier, rank 30, one vector, one thread): the whole kernel,
-    only its Vt x phase (no panel rows gathered), only its panels (no Vt x), and numpy's W @ x."""
+@pytest.mark.parametrize("dtype,p,phase", PHASE_CASES,
+                         ids=[f"{d}-p{p}-{ph}" for d, p, ph in PHASE_CASES])
+def test_phase(benchmark, dtype, p, phase):
+    """A profile of one product (classifier, rank 30, one thread; one vector on the micro-kernels,
+    256 on the BLAS GEMMs): the whole kernel, only its Vt x phase (no panel rows gathered), only
+    its panels (no Vt x), and numpy's W @ x. Shows which part falls short of numpy's rate."""
     from hmat import _kernels
+    from hmat.hmatrix import _gemm_max_mnk
 
     W = _matrix_or_skip("mobilenet_v2").astype(dtype)
     H = _hmatrix("mobilenet_v2", 30, dtype)
@@ -157,17 +170,74 @@ def test_phase(benchmark, dtype, phase):
                       shared=H._schedule.shared[:0])
     plan, _ = _kernels.pack_plan(tables, H._plan[0])
     static = (panel, vt, plan)
-    XT = np.random.default_rng(0).standard_normal((1, W.shape[1])).astype(dtype)
-    YT = np.empty((1, W.shape[0]), dtype=dtype)
-    nbytes = {"full": H._pn.panel.nbytes + H._pn.vt.nbytes, "vt": H._pn.vt.nbytes,
-              "panels": H._pn.panel.nbytes, "dense": W.nbytes}[phase]
-    x = XT[0].copy()
-    fn = ((lambda: W @ x) if phase == "dense" else
-          (lambda: _kernels.product(*static, XT, YT, zero, False)))
-    benchmark.group = f"phase {dtype}"
+    rng = np.random.default_rng(0)
+    entries = {"full": panel.size + vt.size, "vt": vt.size, "panels": panel.size,
+               "dense": W.size}[phase]
+    if p == 1:
+        XT = rng.standard_normal((1, W.shape[1])).astype(dtype)
+        YT = np.empty((1, W.shape[0]), dtype=dtype)
+        x = XT[0].copy()
+        fn = ((lambda: W @ x) if phase == "dense" else
+              (lambda: _kernels.product(*static, XT, YT, zero, False)))
+    else:
+        X = rng.standard_normal((W.shape[1], p)).astype(dtype)
+        Y = np.empty((W.shape[0], p), dtype=dtype)
+        mm = _gemm_max_mnk()
+        fn = ((lambda: W @ X) if phase == "dense" else
+              (lambda: _kernels.product_gemm(*static, X, Y, False, mm)))
+    benchmark.group = f"phase {dtype} p={p}"
     with limit_threads(1):
-        _pedantic(benchmark, fn, kind="phase", phase=phase, dtype=dtype, nbytes=int(nbytes),
+        _pedantic(benchmark, fn, kind="phase", phase=phase, dtype=dtype, p=p,
+                  nbytes=int(entries * np.dtype(dtype).itemsize), flops=2.0 * entries * p,
                   threads=1)
+
+
+PATH_CASES = [(d, p, path) for d in CFG["dtypes"] for p in (1, 64, 256)
+              for path in ("serial", "parallel", "numpy")]
+
+
+@pytest.mark.parametrize("dtype,p,path", PATH_CASES,
+                         ids=[f"{d}-p{p}-{ph}" for d, p, ph in PATH_CASES])
+def test_thread_paths(benchmark, dtype, p, path):
+    """A profile of the default threads (classifier, rank 30): the product's serial path and its
+    parallel path, each timed ALONE (after a pause that lets every spinning thread sleep, and
+    with no numpy call in between), beside numpy's W @ x. The product goals alternate H and
+    numpy; the difference between the two shows what numpy's threads cost hmat's."""
+    from hmat import _kernels
+    from hmat._threads import one_blas_thread
+    from hmat.hmatrix import _gemm_max_mnk
+
+    if available_threads() < 2:
+        pytest.skip("one core: no parallel path to profile")
+    W = _matrix_or_skip("mobilenet_v2").astype(dtype)
+    H = _hmatrix("mobilenet_v2", 30, dtype)
+    static, zero = H._kernel_args(np.dtype(dtype))
+    rng = np.random.default_rng(0)
+    parallel = path == "parallel"
+    if p < _kernels.GEMM_MIN_VECTORS:
+        XT = rng.standard_normal((p, W.shape[1])).astype(dtype)
+        YT = np.empty((p, W.shape[0]), dtype=dtype)
+        x = XT.T.copy() if p > 1 else XT[0].copy()
+        dense = lambda: W @ x  # noqa: E731
+        run = lambda: _kernels.product(*static, XT, YT, zero, parallel)  # noqa: E731
+    else:
+        X = rng.standard_normal((W.shape[1], p)).astype(dtype)
+        Y = np.empty((W.shape[0], p), dtype=dtype)
+        mm = _gemm_max_mnk()
+        dense = lambda: W @ X  # noqa: E731
+
+        def run():
+            if parallel:
+                with one_blas_thread():
+                    _kernels.product_gemm(*static, X, Y, True, mm)
+            else:
+                _kernels.product_gemm(*static, X, Y, False, mm)
+    chosen = "parallel" if H._work * p >= _kernels.PARALLEL_MIN_WORK else "serial"
+    benchmark.group = f"thread paths {dtype} p={p}"
+    time.sleep(0.3)  # earlier benchmarks' spinning BLAS threads go to sleep
+    _pedantic(benchmark, dense if path == "numpy" else run, kind="thread_path", dtype=dtype,
+              p=p, path=path, matrix="mobilenet_v2", rank=30, chosen=chosen,
+              threads=available_threads())
 
 
 # ------------------------------------------------------------------------------ build

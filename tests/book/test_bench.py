@@ -177,3 +177,50 @@ def test_summarize_issue11_goals_use_cpu_time_on_one_thread():
     assert over["extra_us"] == pytest.approx(2.0) and over["met"]
     assert s["phases"][0]["gbytes_per_cpu_s"] == pytest.approx(1e5 / 5e-5 / 1e9)
     assert s["changes"] == [{"change": "x"}]
+
+
+def test_summarize_attaches_limits_to_goals_not_met():
+    """Each goal not met carries the profile of the same run that explains it; met goals none."""
+    def b(median, **info):
+        return {"stats": {"median": median}, "extra_info": info}
+
+    m = bench_summary.GOAL_MATRIX
+    one = dict(kind="product", matrix=m, dtype="float32", threads=1)
+    two = dict(kind="product", matrix=m, dtype="float32", threads=2)
+    path = dict(kind="thread_path", dtype="float32", p=1, matrix=m, rank=30, chosen="serial",
+                threads=2)
+    benches = [
+        # one thread, one vector: 0.8 against 1.1 x 0.5 (not met); H 50 B in 0.8 s, numpy 100 in 1
+        b(1.0, p=1, impl="numpy", rank=None, nbytes=100, flops=200.0, cpu_median_s=1.0, **one),
+        b(0.8, p=1, impl="hmat", rank=30, nbytes=50, flops=100.0, cpu_median_s=0.8, **one),
+        # one thread, 8 vectors: met, so no profile
+        b(4.0, p=8, impl="numpy", rank=None, nbytes=100, flops=1600.0, **one),
+        b(2.0, p=8, impl="hmat", rank=30, nbytes=50, flops=800.0, **one),
+        # two threads, one vector: 1.5 alternating, not met
+        b(1.0, p=1, impl="numpy", rank=None, nbytes=100, flops=200.0, **two),
+        b(1.5, p=1, impl="hmat", rank=30, nbytes=50, flops=100.0, **two),
+        b(0.5, path="numpy", **path), b(0.3, path="serial", **path),
+        b(0.4, path="parallel", **path),
+        b(0.4, kind="phase", phase="vt", dtype="float32", p=1, nbytes=1e5, flops=1.0,
+          threads=1, cpu_median_s=0.5),
+        b(1.0, kind="goal_kernel", impl="numpy", threads=1, nbytes=1000, n=8, tol=1e-6,
+          dtype="float32", cpu_median_s=1.0),
+        b(0.5, kind="goal_kernel", impl="hmat", threads=1, nbytes=200, n=8, tol=1e-6,
+          dtype="float32", cpu_median_s=0.5, rows=10, mean_row_entries=5.0, n_lowrank=3,
+          n_blocks=7),
+    ]
+    s = bench_summary.summarize(benches)
+    g = {(x["goal"].split(":")[0], x.get("threads")): x for x in s["goals"]}
+    lim = g["1 vector(s)", 1]["limited_by"]
+    assert lim["h_gbytes_per_s"] == pytest.approx(50 / 0.8 / 1e9)
+    assert lim["dense_gbytes_per_s"] == pytest.approx(100 / 1e9)
+    assert lim["phases_rank30"] == {"vt": pytest.approx(1e5 / 0.5 / 1e9)}
+    assert "limited_by" not in g["8 vector(s)", 1]
+    thr = g["1 vector(s)", 2]["limited_by"]  # alone: serial 0.3 s against numpy 0.5 s
+    assert thr["alone_ratio_best_path"] == pytest.approx(0.6)  # target 1.1 x 0.5
+    assert not thr["alone_meets_target"] and thr["chosen_path"] == "serial"
+    assert thr["parallel_speedup"] == pytest.approx(0.75)
+    assert thr["numpy_speedup"] == pytest.approx(2.0)  # 1.0 s on one thread, 0.5 alone on two
+    kern = g["smooth kernel", 1]["limited_by"]  # 0.5 against 1.5 x 0.2
+    assert kern["ns_per_row"] == pytest.approx(0.5e8) and kern["mean_row_entries"] == 5.0
+    assert s["thread_paths"][0]["path"] == "numpy"
