@@ -47,6 +47,8 @@ import os
 import numpy as np
 from numba import config, get_num_threads, njit, prange
 
+from ._vecdot import rows_dot
+
 
 def _start_threads(env=os.environ) -> str:
     """Start numba's thread pool now, with OpenMP threads that sleep when idle
@@ -344,18 +346,9 @@ def _gather(runs, r0, r1, Z, X, T):
 
 @njit(**_OPTS)
 def _matvec_rows(a, off, m, n, z, y, r0, zero):
-    """``y[r0:r0+m] = A @ z`` for ``A`` (m x n, row-major) at ``a[off:]``: two rows per pass,
-    written once (no zeroing, no read-modify-write of ``y``)."""
-    i = 0
-    while i + 2 <= m:
-        o = off + i * n
-        s0, s1 = _dot_2x1(a[o:o + n], a[o + n:o + 2 * n], z, n, zero)
-        y[r0 + i] = s0
-        y[r0 + i + 1] = s1
-        i += 2
-    if i < m:
-        o = off + i * n
-        y[r0 + i] = _dot_1x1(a[o:o + n], z, n, zero)
+    """``y[r0:r0+m] = A @ z`` for ``A`` (m x n, row-major) at ``a[off:]``, each row of ``y``
+    written once (no zeroing, no read-modify-write): the vector-IR rows of :mod:`hmat._vecdot`."""
+    rows_dot(a, off, m, n, z, y, r0)
 
 
 @njit(**_OPTS)

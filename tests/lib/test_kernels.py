@@ -210,3 +210,54 @@ def test_gemm_pieces_only_where_the_blas_has_small_matrix_kernels():
     assert _kernels.gemm_max_mnk("Haswell") > 1 << 60 and _kernels.gemm_max_mnk(None) > 1 << 60
     arch = blas_architecture()
     assert arch is None or (isinstance(arch, str) and arch)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_vector_ir_rows_match_numpy_at_every_tail(dtype):
+    """hmat._vecdot.rows_dot: every row count (odd, even, none) and every row length around the
+    vector width (full vectors only, a masked rest only, both), at an offset into ``a`` and
+    ``y``; entries of ``y`` outside ``r0:r0+m`` untouched."""
+    from numba import njit
+
+    from hmat._vecdot import rows_dot, vector_bytes
+
+    @njit
+    def run(a, off, m, n, z, y, r0):
+        rows_dot(a, off, m, n, z, y, r0)
+
+    lanes = vector_bytes() // np.dtype(dtype).itemsize
+    for m in (0, 1, 2, 3, 5):
+        for n in (1, lanes - 1, lanes, lanes + 1, 3 * lanes, 3 * lanes + 5):
+            a = RNG.standard_normal(7 + m * n).astype(dtype)
+            z = RNG.standard_normal(n).astype(dtype)
+            y = np.full(m + 3, np.nan, dtype=dtype)
+            run(a, 7, m, n, z, y, 2)
+            ref = a[7:].reshape(m, n).astype(np.float64) @ z.astype(np.float64)
+            tol = 1e-5 if dtype == np.float32 else 1e-12
+            np.testing.assert_allclose(y[2:2 + m], ref, rtol=tol, atol=tol * n)
+            assert np.isnan(y[:2]).all() and np.isnan(y[2 + m:]).all()
+
+
+def test_vector_width_follows_the_cpu_features():
+    from hmat._vecdot import vector_bytes
+
+    assert vector_bytes({"avx512f": True, "avx": True}) == 64
+    assert vector_bytes({"avx512f": False, "avx": True}) == 32
+    assert vector_bytes({"neon": True}) == 16
+
+
+def test_vector_ir_rows_refuse_strided_or_mixed_arrays():
+    from numba import njit
+    from numba.core.errors import TypingError
+
+    from hmat._vecdot import rows_dot
+
+    @njit
+    def run(a, z, y):
+        rows_dot(a, 0, 1, 2, z, y, 0)
+
+    a = np.ones(4)
+    with pytest.raises(TypingError, match="C-contiguous"):
+        run(a[::2], a[:2], np.ones(1))
+    with pytest.raises(TypingError, match="share a dtype"):
+        run(a, a[:2].astype(np.float32), np.ones(1))
