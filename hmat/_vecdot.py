@@ -7,6 +7,7 @@ Here each row is one accumulator of the machine's vector width, the last partial
 masked load (no scalar loop), and two rows share each load of ``z``: 49-75 GB/s on the same
 blocks (``tests/bench/changes.json``). numba offers no vector type, so the loop is generated
 with llvmlite in an intrinsic; it is compiled and cached with the numba function that calls it.
+numba keys that cache on the caller's file only: after editing this file, touch ``_kernels.py``.
 """
 
 from __future__ import annotations
