@@ -93,9 +93,14 @@ def _limits(out: dict, by_kind: dict) -> None:
     phases = defaultdict(dict)
     for ph in out["phases"]:
         phases[ph["dtype"], ph.get("p", 1)][ph["phase"]] = ph
-    paths = defaultdict(dict)
+    paths = defaultdict(dict)  # (dtype, p, rank) -> path -> row; numpy's row under every rank
     for t in out["thread_paths"]:
-        paths[t["dtype"], t["p"]][t["path"]] = t
+        if t["path"] != "numpy":
+            paths[t["dtype"], t["p"], t["rank"]][t["path"]] = t
+    for t in out["thread_paths"]:
+        if t["path"] == "numpy":
+            for key in [k for k in paths if k[:2] == (t["dtype"], t["p"])]:
+                paths[key]["numpy"] = t
     kern = {(b["extra_info"]["threads"], b["extra_info"]["impl"]): b
             for b in by_kind["goal_kernel"]}
     for g in out["goals"]:
@@ -131,8 +136,8 @@ def _limits(out: dict, by_kind: dict) -> None:
                     key = "gbytes_per_cpu_s" if g["p"] == 1 else "gflops_per_cpu_s"
                     lim["phases_rank30"] = {k: v[key] for k, v in ph.items()}
         else:
-            pp = paths.get((g["dtype"], g["p"]))
-            if pp and {"serial", "parallel", "numpy"} <= set(pp) and g["rank"] == 30:
+            pp = paths.get((g["dtype"], g["p"], g["rank"]))
+            if pp and {"serial", "parallel", "numpy"} <= set(pp):
                 us = {k: 1e6 * v["median_s"] for k, v in pp.items()}
                 best = min(us["serial"], us["parallel"])
                 numpy1 = prod.get((g["matrix"], None, g["dtype"], g["p"], 1, "numpy"))

@@ -192,14 +192,16 @@ def test_phase(benchmark, dtype, p, phase):
                   threads=1)
 
 
-PATH_CASES = [(d, p, path) for d in CFG["dtypes"] for p in (1, 64, 256)
-              for path in ("serial", "parallel", "numpy")]
+PATH_CASES = [(d, p, path, r) for d in CFG["dtypes"] for p in CFG["ps"]
+              for path, ranks in (("numpy", [None]), ("serial", CFG["ranks"]),
+                                  ("parallel", CFG["ranks"])) for r in ranks]
 
 
-@pytest.mark.parametrize("dtype,p,path", PATH_CASES,
-                         ids=[f"{d}-p{p}-{ph}" for d, p, ph in PATH_CASES])
-def test_thread_paths(benchmark, dtype, p, path):
-    """A profile of the default threads (classifier, rank 30): the product's serial path and its
+@pytest.mark.parametrize("dtype,p,path,rank", PATH_CASES,
+                         ids=[f"{d}-p{p}-{ph}" + (f"-r{r}" if r else "")
+                              for d, p, ph, r in PATH_CASES])
+def test_thread_paths(benchmark, dtype, p, path, rank):
+    """A profile of the default threads (classifier, each rank): the product's serial path and its
     parallel path, each timed ALONE (after a pause that lets every spinning thread sleep, and
     with no numpy call in between), beside numpy's W @ x. The product goals alternate H and
     numpy; the difference between the two shows what numpy's threads cost hmat's."""
@@ -210,7 +212,7 @@ def test_thread_paths(benchmark, dtype, p, path):
     if available_threads() < 2:
         pytest.skip("one core: no parallel path to profile")
     W = _matrix_or_skip("mobilenet_v2").astype(dtype)
-    H = _hmatrix("mobilenet_v2", 30, dtype)
+    H = _hmatrix("mobilenet_v2", rank or CFG["ranks"][0], dtype)  # numpy: H only for shapes
     static, zero = H._kernel_args(np.dtype(dtype))
     rng = np.random.default_rng(0)
     parallel = path == "parallel"
@@ -232,11 +234,12 @@ def test_thread_paths(benchmark, dtype, p, path):
                     _kernels.product_gemm(*static, X, Y, True, mm)
             else:
                 _kernels.product_gemm(*static, X, Y, False, mm)
-    chosen = "parallel" if H._work * p >= _kernels.PARALLEL_MIN_WORK else "serial"
+    chosen = (None if path == "numpy" else  # the path H @ x takes at these threads
+              "parallel" if H._work * p >= _kernels.PARALLEL_MIN_WORK else "serial")
     benchmark.group = f"thread paths {dtype} p={p}"
     time.sleep(0.3)  # earlier benchmarks' spinning BLAS threads go to sleep
     _pedantic(benchmark, dense if path == "numpy" else run, kind="thread_path", dtype=dtype,
-              p=p, path=path, matrix="mobilenet_v2", rank=30, chosen=chosen,
+              p=p, path=path, matrix="mobilenet_v2", rank=rank, chosen=chosen,
               threads=available_threads())
 
 

@@ -187,8 +187,7 @@ def test_summarize_attaches_limits_to_goals_not_met():
     m = bench_summary.GOAL_MATRIX
     one = dict(kind="product", matrix=m, dtype="float32", threads=1)
     two = dict(kind="product", matrix=m, dtype="float32", threads=2)
-    path = dict(kind="thread_path", dtype="float32", p=1, matrix=m, rank=30, chosen="serial",
-                threads=2)
+    path = dict(kind="thread_path", dtype="float32", p=1, matrix=m, chosen="serial", threads=2)
     benches = [
         # one thread, one vector: 0.8 against 1.1 x 0.5 (not met); H 50 B in 0.8 s, numpy 100 in 1
         b(1.0, p=1, impl="numpy", rank=None, nbytes=100, flops=200.0, cpu_median_s=1.0, **one),
@@ -199,8 +198,10 @@ def test_summarize_attaches_limits_to_goals_not_met():
         # two threads, one vector: 1.5 alternating, not met
         b(1.0, p=1, impl="numpy", rank=None, nbytes=100, flops=200.0, **two),
         b(1.5, p=1, impl="hmat", rank=30, nbytes=50, flops=100.0, **two),
-        b(0.5, path="numpy", **path), b(0.3, path="serial", **path),
-        b(0.4, path="parallel", **path),
+        b(0.5, path="numpy", rank=None, **path), b(0.3, path="serial", rank=30, **path),
+        b(0.4, path="parallel", rank=30, **path),
+        b(2.0, p=1, impl="hmat", rank=50, nbytes=60, flops=120.0, **two),  # not met either
+        b(0.45, path="serial", rank=50, **path), b(0.35, path="parallel", rank=50, **path),
         b(0.4, kind="phase", phase="vt", dtype="float32", p=1, nbytes=1e5, flops=1.0,
           threads=1, cpu_median_s=0.5),
         b(1.0, kind="goal_kernel", impl="numpy", threads=1, nbytes=1000, n=8, tol=1e-6,
@@ -216,11 +217,15 @@ def test_summarize_attaches_limits_to_goals_not_met():
     assert lim["dense_gbytes_per_s"] == pytest.approx(100 / 1e9)
     assert lim["phases_rank30"] == {"vt": pytest.approx(1e5 / 0.5 / 1e9)}
     assert "limited_by" not in g["8 vector(s)", 1]
-    thr = g["1 vector(s)", 2]["limited_by"]  # alone: serial 0.3 s against numpy 0.5 s
+    thr = [x for x in s["goals"] if x.get("rank") == 30 and x["threads"] == 2][0]["limited_by"]
+    # alone: serial 0.3 s against numpy 0.5 s
     assert thr["alone_ratio_best_path"] == pytest.approx(0.6)  # target 1.1 x 0.5
     assert not thr["alone_meets_target"] and thr["chosen_path"] == "serial"
     assert thr["parallel_speedup"] == pytest.approx(0.75)
     assert thr["numpy_speedup"] == pytest.approx(2.0)  # 1.0 s on one thread, 0.5 alone on two
+    r50 = [x for x in s["goals"] if x.get("rank") == 50 and x["threads"] == 2][0]["limited_by"]
+    assert r50["alone_us"] == pytest.approx({"numpy": 5e5, "serial": 4.5e5, "parallel": 3.5e5})
+    assert r50["alone_ratio_best_path"] == pytest.approx(0.7)  # numpy's row serves every rank
     kern = g["smooth kernel", 1]["limited_by"]  # 0.5 against 1.5 x 0.2
     assert kern["ns_per_row"] == pytest.approx(0.5e8) and kern["mean_row_entries"] == 5.0
     assert s["thread_paths"][0]["path"] == "numpy"
