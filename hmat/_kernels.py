@@ -345,17 +345,10 @@ def _gather(runs, r0, r1, Z, X, T):
 
 
 @njit(**_OPTS)
-def _matvec_rows(a, off, m, n, z, y, r0, zero):
-    """``y[r0:r0+m] = A @ z`` for ``A`` (m x n, row-major) at ``a[off:]``, each row of ``y``
-    written once (no zeroing, no read-modify-write): the vector-IR rows of :mod:`hmat._vecdot`."""
-    rows_dot(a, off, m, n, z, y, r0)
-
-
-@njit(**_OPTS)
-def _vt_block1(b, lr_desc, vt, vt_off, x, t, t_off, zero):
+def _vt_block1(b, lr_desc, vt, vt_off, x, t, t_off):
     """``t_b = Vt_b x_b`` of low-rank block ``b`` for one vector, into ``t[t_off[b]:]``."""
     c0, n, k = lr_desc[b, 2], lr_desc[b, 3], lr_desc[b, 4]
-    _matvec_rows(vt, vt_off[b], k, n, x[c0:c0 + n], t, t_off[b], zero)
+    rows_dot(vt, vt_off[b], k, n, x[c0:c0 + n], t, t_off[b])
 
 
 @njit(**_OPTS)
@@ -363,14 +356,14 @@ def _run_task1(task, panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc,
                task_chunk, task_ptr, task_lr, wmax, x, y, t, zero):
     """:func:`_run_task` for one vector: 1-d ``x``, ``y``, ``t`` and gather buffer."""
     for it in range(task_ptr[task], task_ptr[task + 1]):
-        _vt_block1(task_lr[it], lr_desc, vt, vt_off, x, t, t_off, zero)
+        _vt_block1(task_lr[it], lr_desc, vt, vt_off, x, t, t_off)
     z = np.empty(wmax, dtype=y.dtype)
     for c in range(task_chunk[task], task_chunk[task + 1]):
         lo, hi = chunks[c], chunks[c + 1]
         _gather(runs, run_ptr[c], run_ptr[c + 1], z, x, t)
         width = _width(pan_off, chunks, c)
         if width > 0:
-            _matvec_rows(panel, pan_off[c], hi - lo, width, z, y, lo, zero)
+            rows_dot(panel, pan_off[c], hi - lo, width, z, y, lo)
         else:
             y[lo:hi] = zero
 
@@ -379,7 +372,7 @@ def _run_task1(task, panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc,
 def _product_serial1(panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, t_off,
                      task_chunk, task_ptr, task_lr, shared, wmax, x, y, t, zero):
     for s in range(shared.shape[0]):
-        _vt_block1(shared[s], lr_desc, vt, vt_off, x, t, t_off, zero)
+        _vt_block1(shared[s], lr_desc, vt, vt_off, x, t, t_off)
     for task in range(task_chunk.shape[0] - 1):
         _run_task1(task, panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, t_off,
                    task_chunk, task_ptr, task_lr, wmax, x, y, t, zero)
@@ -425,7 +418,7 @@ def product(panel, vt, plan, XT, YT, zero, parallel):
             return
         if shared.shape[0] > 0:
             for s in prange(shared.shape[0]):
-                _vt_block1(shared[s], lr_desc, vt, vt_off, x, t, t_off, zero)
+                _vt_block1(shared[s], lr_desc, vt, vt_off, x, t, t_off)
         for task in prange(task_chunk.shape[0] - 1):
             _run_task1(task, panel, pan_off, chunks, run_ptr, runs, vt, vt_off, lr_desc, t_off,
                        task_chunk, task_ptr, task_lr, wmax, x, y, t, zero)

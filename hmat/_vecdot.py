@@ -1,13 +1,14 @@
 """Dot products of the rows of a block with one vector, written as LLVM vector IR.
 
-Why: numba's loops reach 30-57 GB/s on the short rows of an H-matrix (a Vt block is k rows of
-a few dozen to a few hundred entries) because LLVM unrolls each row 4 x 16 wide, then runs a
-narrower loop and a scalar loop for the rest, and combines eight accumulators per row pair.
-Here each row is one accumulator of the machine's vector width, the last partial vector is a
-masked load (no scalar loop), and two rows share each load of ``z``: 49-75 GB/s on the same
-blocks (``tests/bench/changes.json``). numba offers no vector type, so the loop is generated
-with llvmlite in an intrinsic; it is compiled and cached with the numba function that calls it.
-numba keys that cache on the caller's file only: after editing this file, touch ``_kernels.py``.
+Why: numba's loops read the short rows of an H-matrix (a Vt block is k rows of a few dozen to
+a few hundred entries) at 27-71 GB/s on one AVX-512 core because LLVM unrolls each row 4 x 16
+wide, then runs a narrower loop and a scalar loop for the rest, and combines eight accumulators
+per row pair. Here each row is one accumulator of the machine's vector width, the last partial
+vector is a masked load (no scalar loop), and two rows share each load of ``z``: 60-77 GB/s on
+the same blocks (``tests/bench/changes.json``). numba offers no vector type, so the loop is
+generated with llvmlite in an intrinsic; it is compiled and cached with the numba function that
+calls it. numba keys that cache on the caller's file only: after editing this file, touch
+``_kernels.py``.
 """
 
 from __future__ import annotations
